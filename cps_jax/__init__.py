@@ -1,0 +1,1 @@
+"""Cross Pseudo Supervision for semi-supervised semantic segmentation in JAX/Flax."""

@@ -9,89 +9,93 @@ Variants through the `:arg` suffix (comma separated key=value), e.g. `configs/de
 and any field through `--config.<field>=<value>`, e.g. `--config.total_steps=200`.
 `configs/demo.py:runlocal` is the tiny variant that the tests train.
 """
+
 import ml_collections
 
 
 def parse_arg(arg: str | None) -> dict:
-  """'split=1/8,runlocal' -> {'split': '1/8', 'runlocal': True}."""
-  out = {}
-  for item in filter(None, (arg or "").split(",")):
-    key, _, value = item.partition("=")
-    out[key.strip()] = value.strip() if value else True
-  return out
+    """'split=1/8,runlocal' -> {'split': '1/8', 'runlocal': True}."""
+    out = {}
+    for item in filter(None, (arg or "").split(",")):
+        key, _, value = item.partition("=")
+        out[key.strip()] = value.strip() if value else True
+    return out
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  args = parse_arg(arg)
-  config = ml_collections.ConfigDict()
-  config.method = "cps"
-  config.seed = 0
+    args = parse_arg(arg)
+    config = ml_collections.ConfigDict()
+    config.method = "cps"
+    config.seed = 0
 
-  config.data = ml_collections.ConfigDict()
-  config.data.name = "synthetic_streets"
-  config.data.data_dir = ""  # "" -> $CPS_DATA_DIR, else ./data
-  config.data.height = 96
-  config.data.width = 192
-  config.data.num_train = 1000
-  config.data.num_validation = 200
-  config.data.domain = "photo"
-  config.data.labeled_fraction = str(args.get("split", "1/8"))
-  config.data.labeled_list = ""  # a file of example ids; overrides labeled_fraction
-  config.data.partition_seed = 0
-  config.data.crop_size = (96, 96)
-  config.data.scales = (0.75, 1.0, 1.25, 1.5)
-  config.data.flip = True
-  config.data.worker_threads = 2
+    config.data = ml_collections.ConfigDict()
+    config.data.name = "synthetic_streets"
+    config.data.data_dir = ""  # "" -> $CPS_DATA_DIR, else ./data
+    config.data.height = 96
+    config.data.width = 192
+    config.data.num_train = 1000
+    config.data.num_validation = 200
+    config.data.domain = "photo"
+    config.data.dataset_seed = 0  # seed of the generated scenes
+    config.data.labeled_fraction = str(args.get("split", "1/8"))
+    config.data.labeled_list = ""  # a file of example ids; overrides labeled_fraction
+    config.data.partition_seed = 0
+    config.data.crop_size = (96, 96)
+    config.data.scales = (0.75, 1.0, 1.25, 1.5)
+    config.data.flip = True
+    config.data.worker_threads = 2
 
-  config.batch_size_labeled = 8  # global, over all devices
-  config.batch_size_unlabeled = 8
-  config.total_steps = 1200
-  config.eval_batch_size = 20
+    config.batch_size_labeled = 8  # global, over all devices
+    config.batch_size_unlabeled = 8
+    config.total_steps = 1200
+    config.eval_batch_size = 20
 
-  config.model = ml_collections.ConfigDict()
-  config.model.backbone = "resnet18"
-  config.model.stem = "deep"
-  config.model.output_stride = 16
-  config.model.width = 16
-  config.model.aspp_channels = 64
-  config.model.low_level_channels = 24
-  config.model.decoder_channels = 64
-  config.model.dtype = "float32"
+    config.model = ml_collections.ConfigDict()
+    config.model.backbone = "resnet18"
+    config.model.stem = "deep"
+    config.model.output_stride = 16
+    config.model.width = 16
+    config.model.aspp_channels = 64
+    config.model.low_level_channels = 24
+    config.model.decoder_channels = 64
+    config.model.dtype = "float32"
 
-  config.loss = ml_collections.ConfigDict()
-  config.loss.supervised = "ce"  # or "ohem"
-  config.loss.ohem_threshold = 0.7
-  config.loss.ohem_min_kept = 50_000
-  config.loss.cps_weight = 1.5
-  config.loss.cps_reduction = "mean"  # "mean": the reference code; "sum": the paper's L_cps^l + L_cps^u
-  config.loss.joint_bn = False  # True: labeled and unlabeled images share one forward call
+    config.loss = ml_collections.ConfigDict()
+    config.loss.supervised = "ce"  # or "ohem"
+    config.loss.ohem_threshold = 0.7
+    config.loss.ohem_min_kept = 50_000
+    config.loss.cps_weight = 1.5
+    config.loss.cps_reduction = (
+        "mean"  # "mean": the reference code; "sum": the paper's L_cps^l + L_cps^u
+    )
+    config.loss.joint_bn = False  # True: labeled and unlabeled images share one forward call
 
-  config.optim = ml_collections.ConfigDict()
-  config.optim.lr = 0.02
-  config.optim.momentum = 0.9
-  config.optim.weight_decay = 1e-4
-  config.optim.poly_power = 0.9
-  config.optim.warmup_steps = 0
+    config.optim = ml_collections.ConfigDict()
+    config.optim.lr = 0.02
+    config.optim.momentum = 0.9
+    config.optim.weight_decay = 1e-4
+    config.optim.poly_power = 0.9
+    config.optim.warmup_steps = 0
 
-  config.log_every = 50
-  config.eval_every = 400
-  config.checkpoint_every = 200
-  config.keep_checkpoints = 2  # the latest N, plus the best by mIoU
-  config.num_visualize = 4
+    config.log_every = 50
+    config.eval_every = 400
+    config.checkpoint_every = 200
+    config.keep_checkpoints = 2  # the latest N, plus the best by mIoU
+    config.num_visualize = 4
 
-  if args.get("runlocal"):
-    # Tiny and fast: the tests train this one.
-    config.data.height, config.data.width = 32, 64
-    config.data.num_train, config.data.num_validation = 32, 8
-    config.data.crop_size = (32, 32)
-    config.data.worker_threads = 0
-    config.model.width = 8
-    config.model.aspp_channels = config.model.decoder_channels = 16
-    config.model.low_level_channels = 8
-    config.batch_size_labeled = config.batch_size_unlabeled = 2
-    config.eval_batch_size = 3
-    config.total_steps = 4
-    config.log_every = 1
-    config.eval_every = config.checkpoint_every = 2
-    config.num_visualize = 2
-  return config
+    if args.get("runlocal"):
+        # Tiny and fast: the tests train this one.
+        config.data.height, config.data.width = 32, 64
+        config.data.num_train, config.data.num_validation = 32, 8
+        config.data.crop_size = (32, 32)
+        config.data.worker_threads = 0
+        config.model.width = 8
+        config.model.aspp_channels = config.model.decoder_channels = 16
+        config.model.low_level_channels = 8
+        config.batch_size_labeled = config.batch_size_unlabeled = 2
+        config.eval_batch_size = 3
+        config.total_steps = 4
+        config.log_every = 1
+        config.eval_every = config.checkpoint_every = 2
+        config.num_visualize = 2
+    return config

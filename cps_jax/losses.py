@@ -2,6 +2,7 @@
 
 All losses take logits [N, H, W, C] and integer labels [N, H, W]; computation is in float32.
 """
+
 import jax
 import jax.numpy as jnp
 
@@ -9,52 +10,54 @@ IGNORE_LABEL = 255
 
 
 def pixel_cross_entropy(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Per-pixel cross-entropy and a validity mask (labels outside [0, C) are ignored)."""
-  logits = logits.astype(jnp.float32)
-  num_classes = logits.shape[-1]
-  valid = (labels >= 0) & (labels < num_classes)
-  safe = jnp.where(valid, labels, 0)
-  log_probs = jax.nn.log_softmax(logits, axis=-1)
-  nll = -jnp.take_along_axis(log_probs, safe[..., None], axis=-1)[..., 0]
-  return jnp.where(valid, nll, 0.0), valid
+    """Per-pixel cross-entropy and a validity mask (labels outside [0, C) are ignored)."""
+    logits = logits.astype(jnp.float32)
+    num_classes = logits.shape[-1]
+    valid = (labels >= 0) & (labels < num_classes)
+    safe = jnp.where(valid, labels, 0)
+    log_probs = jax.nn.log_softmax(logits, axis=-1)
+    nll = -jnp.take_along_axis(log_probs, safe[..., None], axis=-1)[..., 0]
+    return jnp.where(valid, nll, 0.0), valid
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  """Mean cross-entropy over valid pixels (label 255, or any label outside [0, C), is ignored).
+    """Mean cross-entropy over valid pixels (label 255, or any label outside [0, C), is ignored).
 
-  Returns 0 when no pixel is valid, rather than NaN.
-  """
-  nll, valid = pixel_cross_entropy(logits, labels)
-  return nll.sum() / jnp.maximum(valid.sum(), 1)
+    Returns 0 when no pixel is valid, rather than NaN.
+    """
+    nll, valid = pixel_cross_entropy(logits, labels)
+    return nll.sum() / jnp.maximum(valid.sum(), 1)
 
 
-def ohem_cross_entropy(logits: jax.Array, labels: jax.Array, *, threshold: float = 0.7,
-                       min_kept: int = 50_000) -> jax.Array:
-  """Online hard example mining CE (as the reference uses for Cityscapes).
+def ohem_cross_entropy(
+    logits: jax.Array, labels: jax.Array, *, threshold: float = 0.7, min_kept: int = 50_000
+) -> jax.Array:
+    """Online hard example mining CE (as the reference uses for Cityscapes).
 
-  Keeps valid pixels whose true-class probability is <= max(threshold, k-th smallest such probability),
-  k = min_kept, and averages the CE over them.
-  """
-  nll, valid = pixel_cross_entropy(logits, labels)
-  prob = jnp.where(valid, jnp.exp(-nll), jnp.inf).reshape(-1)
-  k = min(int(min_kept), prob.size)
-  # k-th smallest true-class probability among valid pixels (inf pads the invalid ones).
-  kth = -jax.lax.top_k(-prob, k)[0][-1] if k > 0 else jnp.asarray(0.0)
-  kth = jnp.where(jnp.isfinite(kth), kth, jnp.max(jnp.where(valid, jnp.exp(-nll), 0.0)))
-  keep = valid.reshape(-1) & (prob <= jnp.maximum(threshold, kth))
-  return jnp.sum(jnp.where(keep, nll.reshape(-1), 0.0)) / jnp.maximum(keep.sum(), 1)
+    Keeps valid pixels whose true-class probability is <= max(threshold, k-th smallest such probability),
+    k = min_kept, and averages the CE over them.
+    """
+    nll, valid = pixel_cross_entropy(logits, labels)
+    prob = jnp.where(valid, jnp.exp(-nll), jnp.inf).reshape(-1)
+    k = min(int(min_kept), prob.size)
+    # k-th smallest true-class probability among valid pixels (inf pads the invalid ones).
+    kth = -jax.lax.top_k(-prob, k)[0][-1] if k > 0 else jnp.asarray(0.0)
+    kth = jnp.where(jnp.isfinite(kth), kth, jnp.max(jnp.where(valid, jnp.exp(-nll), 0.0)))
+    keep = valid.reshape(-1) & (prob <= jnp.maximum(threshold, kth))
+    return jnp.sum(jnp.where(keep, nll.reshape(-1), 0.0)) / jnp.maximum(keep.sum(), 1)
 
 
 def pseudo_labels(logits: jax.Array) -> jax.Array:
-  """Hard pseudo labels: argmax of logits with no gradient path back into them."""
-  return jnp.argmax(jax.lax.stop_gradient(logits), axis=-1).astype(jnp.int32)
+    """Hard pseudo labels: argmax of logits with no gradient path back into them."""
+    return jnp.argmax(jax.lax.stop_gradient(logits), axis=-1).astype(jnp.int32)
 
 
 def cps_loss(left_logits: jax.Array, right_logits: jax.Array) -> jax.Array:
-  """Cross pseudo supervision: each net is trained on the other's one-hot argmax prediction.
+    """Cross pseudo supervision: each net is trained on the other's one-hot argmax prediction.
 
-  CE(left, argmax right) + CE(right, argmax left), each a mean over all pixels. Targets are computed
-  under stop_gradient, so each term only trains the net whose logits come first.
-  """
-  return (cross_entropy(left_logits, pseudo_labels(right_logits))
-          + cross_entropy(right_logits, pseudo_labels(left_logits)))
+    CE(left, argmax right) + CE(right, argmax left), each a mean over all pixels. Targets are computed
+    under stop_gradient, so each term only trains the net whose logits come first.
+    """
+    return cross_entropy(left_logits, pseudo_labels(right_logits)) + cross_entropy(
+        right_logits, pseudo_labels(left_logits)
+    )

@@ -1,4 +1,5 @@
 """The CPS trainer: mesh, data, state, jitted step, loop, evaluation, checkpoints, logs."""
+
 import json
 import os
 import time
@@ -18,137 +19,176 @@ TRAIN_KEYS = ("image_l", "mask_l", "image_u")  # what the step reads; mask_u sta
 
 
 def validate_config(config, mesh) -> None:
-  if config.method not in SUPPORTED_METHODS:
-    raise ValueError(f"config.method: {config.method!r} is not one of {SUPPORTED_METHODS}")
-  for name in ("batch_size_labeled", "batch_size_unlabeled"):
-    parallel.check_divisible(config[name], mesh, name)
-  if config.eval_every % config.checkpoint_every:
-    raise ValueError(f"config.eval_every={config.eval_every} must be a multiple of "
-                     f"config.checkpoint_every={config.checkpoint_every}, so the best checkpoint "
-                     "carries its mIoU")
+    if config.method not in SUPPORTED_METHODS:
+        raise ValueError(f"config.method: {config.method!r} is not one of {SUPPORTED_METHODS}")
+    for name in ("batch_size_labeled", "batch_size_unlabeled"):
+        parallel.check_divisible(config[name], mesh, name)
+    if config.eval_every % config.checkpoint_every:
+        raise ValueError(
+            f"config.eval_every={config.eval_every} must be a multiple of "
+            f"config.checkpoint_every={config.checkpoint_every}, so the best checkpoint "
+            "carries its mIoU"
+        )
 
 
 def checkpoint_dir(workdir: str) -> str:
-  return os.path.join(os.path.abspath(workdir), "checkpoints")
+    return os.path.join(os.path.abspath(workdir), "checkpoints")
 
 
 class Trainer:
-  """Holds everything a run needs; `train()` runs or resumes it to `config.total_steps`."""
+    """Holds everything a run needs; `train()` runs or resumes it to `config.total_steps`."""
 
-  def __init__(self, config, workdir: str, *, mesh=None, data=None):
-    self.config, self.workdir = config, workdir
-    self.mesh = mesh or parallel.make_mesh()
-    validate_config(config, self.mesh)
-    self.data = data or datasets.load(config.data)
-    self.graphdef = net_graphdef(config.model, self.data.num_classes)
-    self.lr_schedule = learning_rate_schedule(config.optim, config.total_steps)
-    self.tx = make_optimizer(config.optim, config.total_steps)
-    replicated = parallel.replicated(self.mesh)
-    self.init_fn = jax.jit(
-        lambda rng: create_train_state(config.model, self.data.num_classes, self.tx, rng),
-        out_shardings=replicated)
-    self.step_fn = jax.jit(
-        make_train_step(self.graphdef, config, self.tx, self.lr_schedule),
-        in_shardings=(replicated, parallel.batch_sharding(self.mesh), replicated),
-        out_shardings=(replicated, replicated), donate_argnums=0)
-    self.evaluator = evaluate.Evaluator(
-        self.graphdef, self.data, split="validation", batch_size=config.eval_batch_size,
-        mesh=self.mesh, worker_threads=config.data.worker_threads,
-        num_visualize=config.num_visualize)
-    self.checkpointer = checkpointing.Checkpointer(checkpoint_dir(workdir),
-                                                   keep=config.keep_checkpoints)
+    def __init__(self, config, workdir: str, *, mesh=None, data=None):
+        self.config, self.workdir = config, workdir
+        self.mesh = mesh or parallel.make_mesh()
+        validate_config(config, self.mesh)
+        self.data = data or datasets.load(config.data)
+        self.graphdef = net_graphdef(config.model, self.data.num_classes)
+        self.lr_schedule = learning_rate_schedule(config.optim, config.total_steps)
+        self.tx = make_optimizer(config.optim, config.total_steps)
+        replicated = parallel.replicated(self.mesh)
+        self.init_fn = jax.jit(
+            lambda rng: create_train_state(config.model, self.data.num_classes, self.tx, rng),
+            out_shardings=replicated,
+        )
+        self.step_fn = jax.jit(
+            make_train_step(self.graphdef, config, self.tx, self.lr_schedule),
+            in_shardings=(replicated, parallel.batch_sharding(self.mesh), replicated),
+            out_shardings=(replicated, replicated),
+            donate_argnums=0,
+        )
+        self.evaluator = evaluate.Evaluator(
+            self.graphdef,
+            self.data,
+            split="validation",
+            batch_size=config.eval_batch_size,
+            mesh=self.mesh,
+            worker_threads=config.data.worker_threads,
+            num_visualize=config.num_visualize,
+        )
+        self.checkpointer = checkpointing.Checkpointer(
+            checkpoint_dir(workdir), keep=config.keep_checkpoints
+        )
 
-  def initial_state(self):
-    return self.init_fn(jax.random.key_data(jax.random.key(self.config.seed)))
+    def initial_state(self):
+        return self.init_fn(jax.random.key_data(jax.random.key(self.config.seed)))
 
-  def abstract_state(self):
-    shapes = jax.eval_shape(self.initial_state)
-    return checkpointing.abstract_like(shapes, parallel.replicated(self.mesh))
+    def abstract_state(self):
+        shapes = jax.eval_shape(self.initial_state)
+        return checkpointing.abstract_like(shapes, parallel.replicated(self.mesh))
 
-  def data_iterator(self):
-    return iter(input_pipeline.train_dataset(self.config, self.data,
-                                             process_index=jax.process_index(),
-                                             process_count=jax.process_count()))
+    def data_iterator(self):
+        return iter(
+            input_pipeline.train_dataset(
+                self.config,
+                self.data,
+                process_index=jax.process_index(),
+                process_count=jax.process_count(),
+            )
+        )
 
-  def restore_or_init(self, data_iterator):
-    """The latest checkpoint (state and, in place, the data iterator) if any, else a fresh state."""
-    step = self.checkpointer.latest_step()
-    if step is None:
-      return self.initial_state()
-    print(f"Resuming from step {step} in {checkpoint_dir(self.workdir)}", flush=True)
-    return self.checkpointer.restore(step, self.abstract_state(), data_iterator)
+    def restore_or_init(self, data_iterator):
+        """The latest checkpoint (state and, in place, the data iterator) if any, else a fresh state."""
+        step = self.checkpointer.latest_step()
+        if step is None:
+            return self.initial_state()
+        print(f"Resuming from step {step} in {checkpoint_dir(self.workdir)}", flush=True)
+        return self.checkpointer.restore(step, self.abstract_state(), data_iterator)
 
-  def evaluate(self, state, step: int, logger) -> dict:
-    start = time.perf_counter()
-    results, shown = self.evaluator.run(evaluate.nets_of(state))
-    scalars = {f"eval/{net}/{key}": r[key] for net, r in results.items()
-               for key in ("miou", "pixel_accuracy")}
-    logger.write(step, scalars)
-    if jax.process_index() == 0:
-      print(f"eval @ {step} ({time.perf_counter() - start:.1f}s): " + " ".join(
-          f"{net} mIoU={100 * r['miou']:.2f}" for net, r in results.items()), flush=True)
-      if shown is not None:
-        os.makedirs(os.path.join(self.workdir, "images"), exist_ok=True)
-        grid = visualize.prediction_grid(shown["image"], shown["mask"], shown["predictions"],
-                                         self.data.palette)
-        visualize.save_png(os.path.join(self.workdir, "images", f"eval_{step:06d}.png"), grid)
-    return results
-
-  def train(self, until: int | None = None) -> dict:
-    """Trains (or resumes) to config.total_steps; `until` stops early, as a preemption would."""
-    config = self.config
-    last = config.total_steps if until is None else min(until, config.total_steps)
-    data_iterator = self.data_iterator()
-    state = self.restore_or_init(data_iterator)
-    start_step = int(jax.device_get(state.step))
-    logger = logging_utils.MetricLogger(self.workdir)
-    progress = logging_utils.Progress(start_step, config.total_steps)
-    base_rng = jax.random.key(config.seed + 1)
-    results, metric_sum, metric_count = None, None, 0
-    for step in range(start_step, last):
-      local = next(data_iterator)
-      batch = parallel.global_batch({k: local[k] for k in TRAIN_KEYS}, self.mesh)
-      # Folding the step in makes a resumed run draw the same randomness as an uninterrupted one.
-      rng = jax.random.key_data(jax.random.fold_in(base_rng, step))
-      state, metrics = self.step_fn(state, batch, rng)
-      metric_sum = metrics if metric_sum is None else jax.tree.map(jnp.add, metric_sum, metrics)
-      metric_count += 1
-      done = step + 1
-      if done % config.log_every == 0 or done == config.total_steps:
-        mean = {k: float(v) / metric_count for k, v in jax.device_get(metric_sum).items()}
-        mean["lr"] = float(metrics["lr"])
-        if not np.isfinite(mean["loss"]):
-          raise FloatingPointError(f"loss is {mean['loss']} at step {done}; lower config.optim.lr")
-        logger.write(done, {f"train/{k}": v for k, v in mean.items()})
+    def evaluate(self, state, step: int, logger) -> dict:
+        start = time.perf_counter()
+        results, shown = self.evaluator.run(evaluate.nets_of(state))
+        scalars = {
+            f"eval/{net}/{key}": r[key]
+            for net, r in results.items()
+            for key in ("miou", "pixel_accuracy")
+        }
+        logger.write(step, scalars)
         if jax.process_index() == 0:
-          print(progress.line(done, mean), flush=True)
-        metric_sum, metric_count = None, 0
-      is_eval = done % config.eval_every == 0 or done == config.total_steps
-      if is_eval:
-        results = self.evaluate(state, done, logger)
-      if is_eval or done % config.checkpoint_every == 0 or done == last:
-        best = {checkpointing.BEST_METRIC: results["left"]["miou"]} if is_eval else None
-        self.checkpointer.save(done, state, data_iterator, metrics=best)
-    if results is None:  # nothing left to train: report the restored state
-      results = self.evaluate(state, start_step, logger)
-    self.checkpointer.wait()
-    logger.close()
-    if jax.process_index() == 0:
-      write_results(self.workdir, self.data.class_names, results, step=int(jax.device_get(state.step)))
-    self.state = state
-    return results
+            print(
+                f"eval @ {step} ({time.perf_counter() - start:.1f}s): "
+                + " ".join(f"{net} mIoU={100 * r['miou']:.2f}" for net, r in results.items()),
+                flush=True,
+            )
+            if shown is not None:
+                os.makedirs(os.path.join(self.workdir, "images"), exist_ok=True)
+                grid = visualize.prediction_grid(
+                    shown["image"], shown["mask"], shown["predictions"], self.data.palette
+                )
+                visualize.save_png(
+                    os.path.join(self.workdir, "images", f"eval_{step:06d}.png"), grid
+                )
+        return results
+
+    def train(self, until: int | None = None) -> dict:
+        """Trains (or resumes) to config.total_steps; `until` stops early, as a preemption would."""
+        config = self.config
+        last = config.total_steps if until is None else min(until, config.total_steps)
+        data_iterator = self.data_iterator()
+        state = self.restore_or_init(data_iterator)
+        start_step = int(jax.device_get(state.step))
+        logger = logging_utils.MetricLogger(self.workdir)
+        progress = logging_utils.Progress(start_step, config.total_steps)
+        base_rng = jax.random.key(config.seed + 1)
+        results, metric_sum, metric_count = None, None, 0
+        for step in range(start_step, last):
+            local = next(data_iterator)
+            batch = parallel.global_batch({k: local[k] for k in TRAIN_KEYS}, self.mesh)
+            # Folding the step in makes a resumed run draw the same randomness as an uninterrupted one.
+            rng = jax.random.key_data(jax.random.fold_in(base_rng, step))
+            state, metrics = self.step_fn(state, batch, rng)
+            metric_sum = (
+                metrics if metric_sum is None else jax.tree.map(jnp.add, metric_sum, metrics)
+            )
+            metric_count += 1
+            done = step + 1
+            if done % config.log_every == 0 or done == config.total_steps:
+                mean = {k: float(v) / metric_count for k, v in jax.device_get(metric_sum).items()}
+                mean["lr"] = float(metrics["lr"])
+                if not np.isfinite(mean["loss"]):
+                    raise FloatingPointError(
+                        f"loss is {mean['loss']} at step {done}; lower config.optim.lr"
+                    )
+                logger.write(done, {f"train/{k}": v for k, v in mean.items()})
+                if jax.process_index() == 0:
+                    print(progress.line(done, mean), flush=True)
+                metric_sum, metric_count = None, 0
+            is_eval = done % config.eval_every == 0 or done == config.total_steps
+            if is_eval:
+                results = self.evaluate(state, done, logger)
+            if is_eval or done % config.checkpoint_every == 0 or done == last:
+                best = {checkpointing.BEST_METRIC: results["left"]["miou"]} if is_eval else None
+                self.checkpointer.save(done, state, data_iterator, metrics=best)
+        if results is None:  # nothing left to train: report the restored state
+            results = self.evaluate(state, start_step, logger)
+        self.checkpointer.wait()
+        logger.close()
+        if jax.process_index() == 0:
+            write_results(
+                self.workdir, self.data.class_names, results, step=int(jax.device_get(state.step))
+            )
+        self.state = state
+        return results
 
 
 def write_results(workdir: str, class_names, results: dict, *, step: int, name: str = "results"):
-  """`<name>.json` and a per-class markdown table `<name>.md` in the workdir; prints the table."""
-  table = logging_utils.per_class_table(class_names, results)
-  print(f"\nResults at step {step}:\n{table}", flush=True)
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, f"{name}.md"), "w") as f:
-    f.write(f"Step {step}\n\n{table}\n")
-  payload = {"step": step, "class_names": list(class_names),
-             **{net: {"miou": r["miou"], "pixel_accuracy": r["pixel_accuracy"],
-                      "iou": [None if not np.isfinite(v) else float(v) for v in r["iou"]]}
-                for net, r in results.items()}}
-  with open(os.path.join(workdir, f"{name}.json"), "w") as f:
-    json.dump(payload, f, indent=1)
+    """`<name>.json` and a per-class markdown table `<name>.md` in the workdir; prints the table."""
+    table = logging_utils.per_class_table(class_names, results)
+    print(f"\nResults at step {step}:\n{table}", flush=True)
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, f"{name}.md"), "w") as f:
+        f.write(f"Step {step}\n\n{table}\n")
+    payload = {
+        "step": step,
+        "class_names": list(class_names),
+        **{
+            net: {
+                "miou": r["miou"],
+                "pixel_accuracy": r["pixel_accuracy"],
+                "iou": [None if not np.isfinite(v) else float(v) for v in r["iou"]],
+            }
+            for net, r in results.items()
+        },
+    }
+    with open(os.path.join(workdir, f"{name}.json"), "w") as f:
+        json.dump(payload, f, indent=1)

@@ -117,7 +117,9 @@ def test_read_id_list_unknown_id(tmp_path):
 
 
 def test_read_id_list_duplicate(tmp_path):
-    path = _write(tmp_path, "2007_000032\n2007_000039\nJPEGImages/2007_000032.jpg\n", name="dup.txt")
+    path = _write(
+        tmp_path, "2007_000032\n2007_000039\nJPEGImages/2007_000032.jpg\n", name="dup.txt"
+    )
     with pytest.raises(ValueError) as e:
         read_id_list(path, IDS)
     msg = str(e.value)

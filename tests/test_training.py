@@ -1,9 +1,9 @@
 """End-to-end: the train step, the trainer loop, checkpoints and resumption, standalone evaluation."""
+
 import json
 import os
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -19,114 +19,125 @@ NUM_CLASSES = 5
 
 @pytest.fixture(scope="module")
 def config(tmp_path_factory):
-  config = demo.get_config("runlocal")
-  config.data.data_dir = str(tmp_path_factory.mktemp("data"))
-  return config
+    config = demo.get_config("runlocal")
+    config.data.data_dir = str(tmp_path_factory.mktemp("data"))
+    return config
 
 
 @pytest.fixture(scope="module")
 def data(config):
-  return datasets.load(config.data)
+    return datasets.load(config.data)
 
 
 def _state_and_step(config, num_classes=NUM_CLASSES, total_steps=100):
-  tx = make_optimizer(config.optim, total_steps)
-  graphdef = net_graphdef(config.model, num_classes)
-  state = jax.jit(lambda r: create_train_state(config.model, num_classes, tx, r))(
-      jax.random.key_data(jax.random.key(0)))
-  step = jax.jit(make_train_step(graphdef, config, tx,
-                                 learning_rate_schedule(config.optim, total_steps)))
-  return state, step
+    tx = make_optimizer(config.optim, total_steps)
+    graphdef = net_graphdef(config.model, num_classes)
+    state = jax.jit(lambda r: create_train_state(config.model, num_classes, tx, r))(
+        jax.random.key_data(jax.random.key(0))
+    )
+    step = jax.jit(
+        make_train_step(graphdef, config, tx, learning_rate_schedule(config.optim, total_steps))
+    )
+    return state, step
 
 
 def _fixed_batch(n=2, size=32, seed=0):
-  rng = np.random.default_rng(seed)
-  mask = np.zeros((n, size, size), np.int32)
-  mask[:, size // 2:] = 1
-  mask[:, :, : size // 4] = 2
-  image = rng.normal(size=(n, size, size, 3)).astype(np.float32) * 0.1 + mask[..., None] * 0.5
-  return dict(image_l=image, mask_l=mask, image_u=image[::-1].copy())
+    rng = np.random.default_rng(seed)
+    mask = np.zeros((n, size, size), np.int32)
+    mask[:, size // 2 :] = 1
+    mask[:, :, : size // 4] = 2
+    image = rng.normal(size=(n, size, size, 3)).astype(np.float32) * 0.1 + mask[..., None] * 0.5
+    return dict(image_l=image, mask_l=mask, image_u=image[::-1].copy())
 
 
 def test_the_two_nets_start_different(config):
-  state, _ = _state_and_step(config)
-  left, right = jax.tree.leaves(state.left.params), jax.tree.leaves(state.right.params)
-  kernels_differ = [not np.array_equal(a, b) for a, b in zip(left, right) if a.ndim == 4]
-  assert kernels_differ and all(kernels_differ)
+    state, _ = _state_and_step(config)
+    left, right = jax.tree.leaves(state.left.params), jax.tree.leaves(state.right.params)
+    kernels_differ = [not np.array_equal(a, b) for a, b in zip(left, right) if a.ndim == 4]
+    assert kernels_differ and all(kernels_differ)
 
 
 def test_a_few_steps_on_one_batch_drive_the_loss_down(config):
-  state, step = _state_and_step(config)
-  batch, losses = _fixed_batch(), []
-  for i in range(12):
-    state, metrics = step(state, batch, jax.random.key_data(jax.random.key(i)))
-    losses.append(float(metrics["loss"]))
-  assert all(np.isfinite(losses))
-  assert losses[-1] < 0.5 * losses[0], losses
-  assert int(state.step) == 12
+    state, step = _state_and_step(config)
+    batch, losses = _fixed_batch(), []
+    for i in range(12):
+        state, metrics = step(state, batch, jax.random.key_data(jax.random.key(i)))
+        losses.append(float(metrics["loss"]))
+    assert all(np.isfinite(losses))
+    assert losses[-1] < 0.5 * losses[0], losses
+    assert int(state.step) == 12
 
 
 def test_batch_stats_are_updated_by_training(config):
-  state, step = _state_and_step(config)
-  new, _ = step(state, _fixed_batch(), jax.random.key_data(jax.random.key(0)))
-  before, after = jax.tree.leaves(state.left.batch_stats), jax.tree.leaves(new.left.batch_stats)
-  assert any(not np.allclose(a, b) for a, b in zip(before, after))
+    state, step = _state_and_step(config)
+    new, _ = step(state, _fixed_batch(), jax.random.key_data(jax.random.key(0)))
+    before, after = jax.tree.leaves(state.left.batch_stats), jax.tree.leaves(new.left.batch_stats)
+    assert any(not np.allclose(a, b) for a, b in zip(before, after))
 
 
 def _params_allclose(a, b, **kw):
-  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-    np.testing.assert_allclose(np.asarray(x), np.asarray(y), **kw)
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), **kw)
 
 
 def test_resume_equals_uninterrupted_training(config, data, tmp_path):
-  config = config.copy_and_resolve_references()
-  config.total_steps, config.eval_every, config.checkpoint_every = 4, 2, 2
-  straight = Trainer(config, str(tmp_path / "straight"), data=data)
-  straight.train()
-  interrupted = Trainer(config, str(tmp_path / "resumed"), data=data)
-  interrupted.train(until=2)
-  assert interrupted.checkpointer.latest_step() == 2
-  resumed = Trainer(config, str(tmp_path / "resumed"), data=data)
-  resumed.train()
-  assert int(resumed.state.step) == 4
-  for net in ("left", "right"):
-    _params_allclose(getattr(straight.state, net).params, getattr(resumed.state, net).params,
-                     rtol=1e-6, atol=1e-7)
-    _params_allclose(getattr(straight.state, net).batch_stats,
-                     getattr(resumed.state, net).batch_stats, rtol=1e-6, atol=1e-7)
+    config = config.copy_and_resolve_references()
+    config.total_steps, config.eval_every, config.checkpoint_every = 4, 2, 2
+    straight = Trainer(config, str(tmp_path / "straight"), data=data)
+    straight.train()
+    interrupted = Trainer(config, str(tmp_path / "resumed"), data=data)
+    interrupted.train(until=2)
+    assert interrupted.checkpointer.latest_step() == 2
+    resumed = Trainer(config, str(tmp_path / "resumed"), data=data)
+    resumed.train()
+    assert int(resumed.state.step) == 4
+    for net in ("left", "right"):
+        _params_allclose(
+            getattr(straight.state, net).params,
+            getattr(resumed.state, net).params,
+            rtol=1e-6,
+            atol=1e-7,
+        )
+        _params_allclose(
+            getattr(straight.state, net).batch_stats,
+            getattr(resumed.state, net).batch_stats,
+            rtol=1e-6,
+            atol=1e-7,
+        )
 
 
 def test_checkpoint_round_trip_and_standalone_eval(config, data, tmp_path):
-  workdir = str(tmp_path / "run")
-  trainer = Trainer(config, workdir, data=data)
-  results = trainer.train()
-  restored = trainer.checkpointer.restore(trainer.checkpointer.latest_step(),
-                                          trainer.abstract_state())
-  _params_allclose(jax.device_get(trainer.state), jax.device_get(restored), rtol=0, atol=0)
-  # The standalone evaluation restores params only and gets the training-time figures.
-  step, _, evaluated = cli.evaluate_checkpoint(config, workdir, step="latest")
-  assert step == config.total_steps
-  for net in ("left", "right", "ensemble"):
-    np.testing.assert_allclose(evaluated[net]["miou"], results[net]["miou"], rtol=1e-6)
-  # What a person looks at: the log, the results table and a prediction image.
-  assert os.path.exists(os.path.join(workdir, "images", f"eval_{config.total_steps:06d}.png"))
-  lines = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
-  assert any("train/cps_u" in l for l in lines) and any("eval/left/miou" in l for l in lines)
-  saved = json.load(open(os.path.join(workdir, "results.json")))
-  assert saved["step"] == config.total_steps and 0 <= saved["left"]["miou"] <= 1
+    workdir = str(tmp_path / "run")
+    trainer = Trainer(config, workdir, data=data)
+    results = trainer.train()
+    restored = trainer.checkpointer.restore(
+        trainer.checkpointer.latest_step(), trainer.abstract_state()
+    )
+    _params_allclose(jax.device_get(trainer.state), jax.device_get(restored), rtol=0, atol=0)
+    # The standalone evaluation restores params only and gets the training-time figures.
+    step, _, evaluated = cli.evaluate_checkpoint(config, workdir, step="latest")
+    assert step == config.total_steps
+    for net in ("left", "right", "ensemble"):
+        np.testing.assert_allclose(evaluated[net]["miou"], results[net]["miou"], rtol=1e-6)
+    # What a person looks at: the log, the results table and a prediction image.
+    assert os.path.exists(os.path.join(workdir, "images", f"eval_{config.total_steps:06d}.png"))
+    lines = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
+    assert any("train/cps_u" in l for l in lines) and any("eval/left/miou" in l for l in lines)
+    saved = json.load(open(os.path.join(workdir, "results.json")))
+    assert saved["step"] == config.total_steps and 0 <= saved["left"]["miou"] <= 1
 
 
 def test_best_checkpoint_is_kept_and_selectable(config, data, tmp_path):
-  config = config.copy_and_resolve_references()
-  config.total_steps, config.keep_checkpoints = 6, 1
-  trainer = Trainer(config, str(tmp_path / "run"), data=data)
-  trainer.train()
-  ckpt = trainer.checkpointer
-  scores = {s: ckpt.metrics(s) for s in ckpt.all_steps()}
-  best = ckpt.resolve_step("best")
-  assert ckpt.latest_step() == 6 and best in scores
-  logged = [json.loads(l) for l in open(tmp_path / "run" / "metrics.jsonl")]
-  mious = {l["step"]: l["eval/left/miou"] for l in logged if "eval/left/miou" in l}
-  assert mious[best] == max(mious.values())
-  with pytest.raises(FileNotFoundError, match="step 3"):
-    ckpt.resolve_step(3)
+    config = config.copy_and_resolve_references()
+    config.total_steps, config.keep_checkpoints = 6, 1
+    trainer = Trainer(config, str(tmp_path / "run"), data=data)
+    trainer.train()
+    ckpt = trainer.checkpointer
+    scores = {s: ckpt.metrics(s) for s in ckpt.all_steps()}
+    best = ckpt.resolve_step("best")
+    assert ckpt.latest_step() == 6 and best in scores
+    logged = [json.loads(l) for l in open(tmp_path / "run" / "metrics.jsonl")]
+    mious = {l["step"]: l["eval/left/miou"] for l in logged if "eval/left/miou" in l}
+    assert mious[best] == max(mious.values())
+    with pytest.raises(FileNotFoundError, match="step 3"):
+        ckpt.resolve_step(3)

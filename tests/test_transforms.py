@@ -47,7 +47,9 @@ def test_hflip():
     np.testing.assert_array_equal(fm, mask[:, ::-1])
 
 
-@pytest.mark.parametrize("scale, hw", [(0.5, (19, 27)), (0.75, (28, 40)), (1.5, (56, 80)), (2.0, (74, 106))])
+@pytest.mark.parametrize(
+    "scale, hw", [(0.5, (19, 27)), (0.75, (28, 40)), (1.5, (56, 80)), (2.0, (74, 106))]
+)
 def test_rescale_sizes_and_nearest_labels(scale, hw):
     image, mask = _random_example(37, 53, num_classes=4)
     mask[:5] = IGNORE_LABEL
@@ -70,7 +72,7 @@ def test_crop_or_pad_centred_padding():
     ci, cm = crop_or_pad(image, mask, (ch, cw), None, np.random.default_rng(0))
     assert ci.shape == (ch, cw, 3) and cm.shape == (ch, cw)
     inside = np.zeros((ch, cw), bool)
-    inside[2:2 + h, 2:2 + w] = True
+    inside[2 : 2 + h, 2 : 2 + w] = True
     assert np.all(ci[inside] == 7.0) and np.all(cm[inside] == 1)
     assert np.all(ci[~inside] == 0.0)  # exactly 0.0: the mean colour after normalising
     assert np.all(cm[~inside] == IGNORE_LABEL)
@@ -112,11 +114,16 @@ def test_train_transform_flip_consistency(seed):
 def test_train_transform_flips_about_half_the_time():
     image, mask = _column_example()
     flipped = [
-        train_transform(image, mask, np.random.default_rng(s), crop_hw=(20, 40), scales=(1.0,))["mask"][0, 0] == 39
+        train_transform(image, mask, np.random.default_rng(s), crop_hw=(20, 40), scales=(1.0,))[
+            "mask"
+        ][0, 0]
+        == 39
         for s in range(40)
     ]
     assert 5 < sum(flipped) < 35
-    no_flip = train_transform(image, mask, np.random.default_rng(0), crop_hw=(20, 40), scales=(1.0,), flip=False)
+    no_flip = train_transform(
+        image, mask, np.random.default_rng(0), crop_hw=(20, 40), scales=(1.0,), flip=False
+    )
     np.testing.assert_array_equal(no_flip["mask"], mask)
 
 
@@ -165,8 +172,10 @@ def test_validate_example_shape_mismatch():
     assert SRC in msg and "(10, 12, 3)" in msg and "(10, 11)" in msg
 
 
-@pytest.mark.parametrize("bad_image", [np.zeros((4, 4, 3), np.float32), np.zeros((4, 4), np.uint8),
-                                       np.zeros((4, 4, 4), np.uint8)])
+@pytest.mark.parametrize(
+    "bad_image",
+    [np.zeros((4, 4, 3), np.float32), np.zeros((4, 4), np.uint8), np.zeros((4, 4, 4), np.uint8)],
+)
 def test_validate_example_bad_image(bad_image):
     with pytest.raises(ValueError) as e:
         validate_example(bad_image, np.zeros((4, 4), np.uint8), num_classes=3, source=SRC)

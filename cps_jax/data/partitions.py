@@ -32,7 +32,9 @@ def _as_exact_fraction(value: str | float) -> Fraction:
             # limit_denominator recovers 1/3 from 0.333...; exact binary fractions are unchanged.
             frac = Fraction(float(value)).limit_denominator(1_000_000)
     except (ValueError, ZeroDivisionError, TypeError, OverflowError):
-        raise ValueError(f"invalid fraction {value!r}: expected a number like 0.125 or '1/8'") from None
+        raise ValueError(
+            f"invalid fraction {value!r}: expected a number like 0.125 or '1/8'"
+        ) from None
     if not 0 < frac <= 1:
         raise ValueError(f"invalid fraction {value!r}: must be in (0, 1]")
     return frac
@@ -50,7 +52,9 @@ def labeled_count(num_examples: int, fraction: str | float) -> int:
     return max(1, math.ceil(num_examples * _as_exact_fraction(fraction)))
 
 
-def split_labeled(num_examples: int, fraction: str | float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def split_labeled(
+    num_examples: int, fraction: str | float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(labeled, unlabeled) sorted int64 index arrays.
 
     labeled = the first labeled_count(...) entries of ONE permutation drawn from `seed`, so for a
@@ -104,14 +108,20 @@ def read_id_list(path: str, ids: Sequence[str]) -> np.ndarray:
                 names = ", ".join(repr(ids[j]) for j in matches[:5])
                 raise ValueError(f"{path}:{lineno}: id {entry!r} is ambiguous, it matches {names}")
             if not matches:
-                raise ValueError(f"{path}:{lineno}: unknown id {entry!r} (not among the {len(ids)} ids of the set)")
+                raise ValueError(
+                    f"{path}:{lineno}: unknown id {entry!r} (not among the {len(ids)} ids of the set)"
+                )
             i = matches[0]
         if i in seen:
-            raise ValueError(f"{path}:{lineno}: duplicate id {ids[i]!r} (first listed on line {seen[i]})")
+            raise ValueError(
+                f"{path}:{lineno}: duplicate id {ids[i]!r} (first listed on line {seen[i]})"
+            )
         seen[i] = lineno
 
     if not seen:
-        raise ValueError(f"{path}: the id list is empty (no ids after removing blank lines and comments)")
+        raise ValueError(
+            f"{path}: the id list is empty (no ids after removing blank lines and comments)"
+        )
     return np.array(sorted(seen), dtype=np.int64)
 
 
@@ -127,8 +137,10 @@ def partition(
     `seed` only affects the fraction split; with a list, unlabeled is the complement of the list.
     """
     if (fraction is None) == (labeled_list is None):
-        raise ValueError("give exactly one of fraction= or labeled_list= "
-                         f"(got fraction={fraction!r}, labeled_list={labeled_list!r})")
+        raise ValueError(
+            "give exactly one of fraction= or labeled_list= "
+            f"(got fraction={fraction!r}, labeled_list={labeled_list!r})"
+        )
     if fraction is not None:
         return split_labeled(len(ids), fraction, seed)
     labeled = read_id_list(labeled_list, ids)

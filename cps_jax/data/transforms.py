@@ -19,8 +19,16 @@ import numpy as np
 from PIL import Image
 
 __all__ = [
-    "IMAGENET_MEAN", "IMAGENET_STD", "IGNORE_LABEL", "DEFAULT_SCALES",
-    "normalize", "hflip", "rescale", "crop_or_pad", "train_transform", "eval_transform",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "IGNORE_LABEL",
+    "DEFAULT_SCALES",
+    "normalize",
+    "hflip",
+    "rescale",
+    "crop_or_pad",
+    "train_transform",
+    "eval_transform",
     "validate_example",
 ]
 
@@ -40,8 +48,11 @@ def _mask_2d(mask: np.ndarray) -> np.ndarray:
     return mask
 
 
-def normalize(image_uint8: np.ndarray, mean: Sequence[float] = IMAGENET_MEAN,
-              std: Sequence[float] = IMAGENET_STD) -> np.ndarray:
+def normalize(
+    image_uint8: np.ndarray,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> np.ndarray:
     """(x / 255 - mean) / std per channel, float32 [H,W,3]."""
     mean = np.asarray(mean, np.float32)
     std = np.asarray(std, np.float32)
@@ -57,24 +68,38 @@ def _round_half_up(x: float) -> int:
     return int(math.floor(x + 0.5))
 
 
-def rescale(image_uint8: np.ndarray, mask_uint8: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+def rescale(
+    image_uint8: np.ndarray, mask_uint8: np.ndarray, scale: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Resize by `scale` to (round(h*s), round(w*s)): bilinear image, nearest mask (no new labels)."""
     mask = _mask_2d(mask_uint8)
     if scale == 1.0:
         return image_uint8, mask
     if mask.dtype != np.uint8:  # PIL mode 'L' needs uint8; refuse values that would wrap around
         if mask.size and (mask.min() < 0 or mask.max() > 255):
-            raise ValueError(f"mask values must fit in uint8 to be resized, got range [{mask.min()}, {mask.max()}]")
+            raise ValueError(
+                f"mask values must fit in uint8 to be resized, got range [{mask.min()}, {mask.max()}]"
+            )
         mask = mask.astype(np.uint8)
     h, w = mask.shape
-    size = (max(1, _round_half_up(w * scale)), max(1, _round_half_up(h * scale)))  # PIL wants (W, H)
-    image = np.asarray(Image.fromarray(np.asarray(image_uint8, np.uint8)).resize(size, Image.BILINEAR))
+    size = (
+        max(1, _round_half_up(w * scale)),
+        max(1, _round_half_up(h * scale)),
+    )  # PIL wants (W, H)
+    image = np.asarray(
+        Image.fromarray(np.asarray(image_uint8, np.uint8)).resize(size, Image.BILINEAR)
+    )
     mask = np.asarray(Image.fromarray(mask).resize(size, Image.NEAREST))
     return image, mask
 
 
-def crop_or_pad(image_f32: np.ndarray, mask: np.ndarray, crop_hw: tuple[int, int],
-                offset: tuple[int, int] | None, rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
+def crop_or_pad(
+    image_f32: np.ndarray,
+    mask: np.ndarray,
+    crop_hw: tuple[int, int],
+    offset: tuple[int, int] | None,
+    rng: np.random.Generator | None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Pad to at least `crop_hw`, centred, then crop `crop_hw` at `offset` or a uniform random one.
 
     Padding is split equally with the extra pixel at the end (bottom/right), as the reference does;
@@ -99,13 +124,23 @@ def crop_or_pad(image_f32: np.ndarray, mask: np.ndarray, crop_hw: tuple[int, int
     else:
         y, x = offset
         if not (0 <= y <= h - ch and 0 <= x <= w - cw):
-            raise ValueError(f"crop offset {offset} of size {crop_hw} does not fit padded size {(h, w)}")
-    return image_f32[y:y + ch, x:x + cw], mask[y:y + ch, x:x + cw]
+            raise ValueError(
+                f"crop offset {offset} of size {crop_hw} does not fit padded size {(h, w)}"
+            )
+    return image_f32[y : y + ch, x : x + cw], mask[y : y + ch, x : x + cw]
 
 
-def train_transform(image_uint8: np.ndarray, mask_uint8: np.ndarray, rng: np.random.Generator, *,
-                    crop_hw: tuple[int, int], scales: Sequence[float] = DEFAULT_SCALES, flip: bool = True,
-                    mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> dict:
+def train_transform(
+    image_uint8: np.ndarray,
+    mask_uint8: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    crop_hw: tuple[int, int],
+    scales: Sequence[float] = DEFAULT_SCALES,
+    flip: bool = True,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> dict:
     """Flip (p=0.5) -> random scale from `scales` -> normalise -> random crop with centred padding.
 
     The rng draws happen in a fixed order (flip, scale, crop offset), so a given seed always gives
@@ -120,8 +155,14 @@ def train_transform(image_uint8: np.ndarray, mask_uint8: np.ndarray, rng: np.ran
     return {"image": np.ascontiguousarray(image, np.float32), "mask": mask.astype(np.int32)}
 
 
-def eval_transform(image_uint8: np.ndarray, mask_uint8: np.ndarray, *, pad_hw: tuple[int, int] | None = None,
-                   mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> dict:
+def eval_transform(
+    image_uint8: np.ndarray,
+    mask_uint8: np.ndarray,
+    *,
+    pad_hw: tuple[int, int] | None = None,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> dict:
     """Normalise; optionally pad bottom/right to `pad_hw` (image 0.0, mask IGNORE_LABEL).
 
     Padding at the bottom/right keeps pixel (0, 0) in place, so predictions can be cropped back
@@ -150,12 +191,16 @@ def validate_example(image: np.ndarray, mask: np.ndarray, *, num_classes: int, s
     if not (mask.ndim == 2 or (mask.ndim == 3 and mask.shape[-1] == 1)):
         raise ValueError(f"{source}: mask must be [H,W] or [H,W,1], got {mask.shape}")
     if image.shape[:2] != mask.shape[:2]:
-        raise ValueError(f"{source}: image shape {image.shape} and mask shape {mask.shape} differ in H,W")
+        raise ValueError(
+            f"{source}: image shape {image.shape} and mask shape {mask.shape} differ in H,W"
+        )
     if mask.dtype.kind not in "iu":  # float masks would hide fractional labels from the range check
         raise ValueError(f"{source}: mask must have an integer dtype, got {mask.dtype}")
     values = np.unique(mask)
     bad = values[((values < 0) | (values >= num_classes)) & (values != IGNORE_LABEL)]
     if bad.size:
         shown = ", ".join(str(v) for v in bad[:10]) + (", ..." if bad.size > 10 else "")
-        raise ValueError(f"{source}: mask has values [{shown}] outside the allowed range "
-                         f"[0, {num_classes}) or {IGNORE_LABEL} (ignore)")
+        raise ValueError(
+            f"{source}: mask has values [{shown}] outside the allowed range "
+            f"[0, {num_classes}) or {IGNORE_LABEL} (ignore)"
+        )

@@ -47,7 +47,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     config.batch_size_labeled = 8  # global, over all devices
     config.batch_size_unlabeled = 8
-    config.total_steps = 1200
+    config.total_steps = 1000
     config.eval_batch_size = 20
 
     config.model = ml_collections.ConfigDict()
@@ -78,8 +78,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.optim.warmup_steps = 0
 
     config.log_every = 50
-    config.eval_every = 400
-    config.checkpoint_every = 200
+    config.eval_every = 500
+    config.checkpoint_every = 250
     config.keep_checkpoints = 2  # the latest N, plus the best by mIoU
     config.num_visualize = 4
 

@@ -141,3 +141,27 @@ def test_best_checkpoint_is_kept_and_selectable(config, data, tmp_path):
     assert mious[best] == max(mious.values())
     with pytest.raises(FileNotFoundError, match="step 3"):
         ckpt.resolve_step(3)
+
+
+def test_cps_reduction_mean_is_the_concatenated_mean_and_sum_is_the_papers():
+    from cps_jax.train_step import combine_cps
+
+    # Labeled part: 2 images, unlabeled: 6; the mean over all 8 weighs them by image count.
+    np.testing.assert_allclose(combine_cps(1.0, 3.0, 2, 6, "mean"), (2 * 1.0 + 6 * 3.0) / 8)
+    np.testing.assert_allclose(combine_cps(1.0, 3.0, 2, 6, "sum"), 4.0)
+    with pytest.raises(ValueError, match="cps_reduction"):
+        combine_cps(1.0, 3.0, 2, 6, "max")
+
+
+def test_joint_bn_pass_changes_the_batch_statistics_seen(config):
+    # Separate forward calls normalise labeled and unlabeled images with their own batch statistics;
+    # the joint switch uses one call over both, so the same batch gives a different first step.
+    batch = _fixed_batch()
+    batch["image_u"] = batch["image_u"] * 3.0 + 1.0
+    out = {}
+    for joint in (False, True):
+        cfg = config.copy_and_resolve_references()
+        cfg.loss.joint_bn = joint
+        state, step = _state_and_step(cfg)
+        out[joint] = step(state, batch, jax.random.key_data(jax.random.key(0)))[1]
+    assert abs(float(out[True]["sup_left"]) - float(out[False]["sup_left"])) > 1e-4

@@ -1,5 +1,6 @@
-"""The evaluator shared by training and the standalone `cps-eval`: left net, right net, and their
-averaged-softmax ensemble, each scored by a confusion matrix summed over the whole split."""
+"""The evaluator shared by training and the standalone `cps-eval`: every net of the state (left,
+right) and, when there are two, their averaged-softmax ensemble, each scored by a confusion matrix
+summed over the whole split."""
 
 import functools
 
@@ -9,9 +10,6 @@ import jax.numpy as jnp
 from cps_jax import input_pipeline, metrics, parallel
 from cps_jax.state import apply_net
 
-NETS = ("left", "right", "ensemble")
-
-
 def nets_of(state) -> dict:
     """The evaluation view of a TrainState: params and BN statistics only."""
     return {
@@ -20,6 +18,7 @@ def nets_of(state) -> dict:
             "batch_stats": getattr(state, name).batch_stats,
         }
         for name in ("left", "right")
+        if getattr(state, name, None) is not None
     }
 
 
@@ -28,12 +27,10 @@ def _eval_step(graphdef, num_classes: int, nets: dict, batch: dict):
         name: apply_net(graphdef, net["params"], net["batch_stats"], batch["image"], train=False)[0]
         for name, net in nets.items()
     }
-    probs = (jax.nn.softmax(logits["left"]) + jax.nn.softmax(logits["right"])) / 2
-    predictions = {
-        "left": jnp.argmax(logits["left"], -1),
-        "right": jnp.argmax(logits["right"], -1),
-        "ensemble": jnp.argmax(probs, -1),
-    }
+    predictions = {name: jnp.argmax(l, -1) for name, l in logits.items()}
+    if len(logits) > 1:
+        probs = sum(jax.nn.softmax(l) for l in logits.values()) / len(logits)
+        predictions["ensemble"] = jnp.argmax(probs, -1)
     weight = batch["weight"][:, None, None]
     confusion = {
         name: metrics.confusion_matrix(batch["mask"], p, num_classes, weight)
@@ -88,7 +85,8 @@ class Evaluator:
             if shown is None and self.num_visualize:
                 shown = self._visual_sample(batch, predictions, host_index)
         total = jax.device_get(total)
-        return {name: metrics.segmentation_metrics(total[name]) for name in NETS}, shown
+        order = sorted(total, key=lambda name: name == "ensemble")  # the nets first, then their ensemble
+    return {name: metrics.segmentation_metrics(total[name]) for name in order}, shown
 
     def _visual_sample(self, batch, predictions, host_index):
         """The first few real examples of this process's first batch."""

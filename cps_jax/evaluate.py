@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from cps_jax import input_pipeline, metrics, parallel
 from cps_jax.state import apply_net
 
+
 def nets_of(state) -> dict:
     """The evaluation view of a TrainState: params and BN statistics only."""
     return {
@@ -85,8 +86,8 @@ class Evaluator:
             if shown is None and self.num_visualize:
                 shown = self._visual_sample(batch, predictions, host_index)
         total = jax.device_get(total)
-        order = sorted(total, key=lambda name: name == "ensemble")  # the nets first, then their ensemble
-    return {name: metrics.segmentation_metrics(total[name]) for name in order}, shown
+        order = sorted(total, key=lambda name: name == "ensemble")  # nets first, then the ensemble
+        return {name: metrics.segmentation_metrics(total[name]) for name in order}, shown
 
     def _visual_sample(self, batch, predictions, host_index):
         """The first few real examples of this process's first batch."""

@@ -20,7 +20,7 @@ from ml_collections import config_flags
 from cps_jax import parallel
 from cps_jax.optim import learning_rate_schedule, make_optimizer
 from cps_jax.state import create_train_state, net_graphdef
-from cps_jax.train_step import make_train_step
+from cps_jax.train_step import make_train_step, uses_two_unlabeled, uses_unlabeled
 
 config_flags.DEFINE_config_file("config", None, "Config file[:arg].", lock_config=True)
 flags.DEFINE_integer("steps", 10, "Timed steps (after one warm-up step).")
@@ -50,11 +50,15 @@ def random_batch(config):
     h, w = config.data.crop_size
     rng = np.random.default_rng(0)
     n_l, n_u = config.batch_size_labeled, config.batch_size_unlabeled
-    return {
+    batch = {
         "image_l": rng.normal(size=(n_l, h, w, 3)).astype(np.float32),
         "mask_l": rng.integers(0, FLAGS.num_classes, size=(n_l, h, w)).astype(np.int32),
-        "image_u": rng.normal(size=(n_u, h, w, 3)).astype(np.float32),
     }
+    if uses_unlabeled(config.method):
+        batch["image_u"] = rng.normal(size=(n_u, h, w, 3)).astype(np.float32)
+    if uses_two_unlabeled(config.method):
+        batch["image_u1"] = rng.normal(size=(n_u, h, w, 3)).astype(np.float32)
+    return batch
 
 
 def main(argv):
@@ -65,7 +69,7 @@ def main(argv):
     tx = make_optimizer(config.optim, config.total_steps)
     graphdef = net_graphdef(config.model, FLAGS.num_classes)
     state = jax.jit(
-        lambda r: create_train_state(config.model, FLAGS.num_classes, tx, r),
+        lambda r: create_train_state(config.model, FLAGS.num_classes, tx, r, config.method),
         out_shardings=replicated,
     )(jax.random.key_data(jax.random.key(0)))
     step = jax.jit(

@@ -61,3 +61,19 @@ def cps_loss(left_logits: jax.Array, right_logits: jax.Array) -> jax.Array:
     return cross_entropy(left_logits, pseudo_labels(right_logits)) + cross_entropy(
         right_logits, pseudo_labels(left_logits)
     )
+
+
+def probability_mse(logits: jax.Array, target_probs: jax.Array) -> jax.Array:
+    """Squared distance between softmax(logits) and fixed target probabilities: summed over classes,
+    averaged over pixels (Mean Teacher / CutMix-Seg consistency). The target carries no gradient."""
+    probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+    target = jax.lax.stop_gradient(target_probs.astype(jnp.float32))
+    return jnp.mean(jnp.sum(jnp.square(probs - target), axis=-1))
+
+
+def cpc_loss(left_logits: jax.Array, right_logits: jax.Array) -> jax.Array:
+    """Cross probability consistency (CCT-style ablation of CPS): each net is pulled towards the
+    other's probabilities instead of its hard pseudo labels."""
+    return probability_mse(left_logits, jax.nn.softmax(right_logits.astype(jnp.float32))) + (
+        probability_mse(right_logits, jax.nn.softmax(left_logits.astype(jnp.float32)))
+    )

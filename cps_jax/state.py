@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from cps_jax.models import build_model
+from cps_jax.models import build_model, pretrained
 
 
 @flax.struct.dataclass
@@ -37,20 +37,47 @@ def net_graphdef(model_config, num_classes: int):
     return nnx.split(nnx.eval_shape(lambda: build_model(model_config, num_classes, nnx.Rngs(0))))[0]
 
 
+# What `right` is, per training method: a second trained net, an EMA teacher, or absent.
+RIGHT_ROLE = {
+    "cps": "net",
+    "cps_cutmix": "net",
+    "supervised": None,
+    "mean_teacher": "teacher",
+    "cutmix_seg": "teacher",
+}
+
+
 def create_train_state(
-    model_config, num_classes: int, tx: optax.GradientTransformation, rng: jax.Array
+    model_config,
+    num_classes: int,
+    tx: optax.GradientTransformation,
+    rng: jax.Array,
+    method: str = "cps",
 ) -> TrainState:
-    """Both nets from different rng streams (left: fold 0, right: fold 1) with their own optimizer state."""
+    """The nets of `method`. CPS: two nets from different rng streams (left: fold 0, right: fold 1),
+    each with its own optimizer state. Teacher methods: the teacher starts as a copy of the student
+    and has no optimizer state. Supervised: the left net only."""
+
+    backbone = pretrained.load_for_model(model_config)  # None unless model.pretrained is set
 
     def one(seed):
         _, params, stats = init_net(model_config, num_classes, seed)
+        if backbone is not None:  # the same pretrained backbone in every net; heads stay random
+            source = f"model.pretrained={model_config.pretrained}"
+            params, stats = pretrained.replace_backbone(params, stats, backbone, source)
         return NetState(params=params, batch_stats=stats, opt_state=tx.init(params))
 
-    return TrainState(
-        step=jnp.zeros((), jnp.int32),
-        left=one(jax.random.fold_in(rng, 0)),
-        right=one(jax.random.fold_in(rng, 1)),
-    )
+    if method not in RIGHT_ROLE:
+        raise ValueError(f"config.method: {method!r} is not one of {tuple(RIGHT_ROLE)}")
+    left = one(jax.random.fold_in(rng, 0))
+    role = RIGHT_ROLE[method]
+    if role == "net":
+        right = one(jax.random.fold_in(rng, 1))
+    elif role == "teacher":
+        right = NetState(params=left.params, batch_stats=left.batch_stats, opt_state=None)
+    else:
+        right = None
+    return TrainState(step=jnp.zeros((), jnp.int32), left=left, right=right)
 
 
 def apply_net(graphdef, params, batch_stats, images: jax.Array, *, train: bool):

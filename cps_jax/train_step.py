@@ -1,7 +1,17 @@
-"""The CPS train step: one pure function of (state, batch, rng) -> (state, metrics), jitted by the caller.
+"""Train steps: one pure function of (state, batch, rng) -> (state, metrics) per method, jitted by
+the caller.
 
-L = CE(left, y) + CE(right, y) + λ · L_cps, with L_cps over labeled and unlabeled images.
-`loss.cps_reduction` picks how the two parts combine:
+Methods (`config.method`):
+  supervised    the left net on labeled images only.
+  cps           L = CE(left, y) + CE(right, y) + λ · L_cps on labeled and unlabeled images.
+  cps_cutmix    CPS whose unlabeled term is on CutMix-ed images: pseudo labels come from each net's
+                predictions on the two source batches, mixed with the same box mask.
+  mean_teacher  the left net (student) + an EMA teacher (right); consistency = squared distance of
+                softmaxes on unlabeled images, weight ramped up.
+  cutmix_seg    Mean Teacher whose student sees CutMix-ed images and the teacher's mixed probabilities.
+Ablations: `loss.consistency` = "cps" (hard pseudo labels) or "cpc" (the other net's probabilities,
+CCT-style); `loss.cps_on` = "both" | "labeled" | "unlabeled" (which images the cross term covers).
+`loss.cps_reduction` combines the labeled and unlabeled cross terms:
   "mean" (default, the reference code): one mean over the concatenated labeled + unlabeled pixels;
   "sum"  (the paper's formula):         L_cps^l + L_cps^u, each a mean over its own pixels.
 """
@@ -12,8 +22,20 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from cps_jax import losses
-from cps_jax.state import NetState, TrainState, apply_net
+from cps_jax import cutmix, losses
+from cps_jax.state import RIGHT_ROLE, NetState, TrainState, apply_net
+
+METHODS = tuple(RIGHT_ROLE)
+CUTMIX_METHODS = ("cps_cutmix", "cutmix_seg")
+
+
+def uses_unlabeled(method: str) -> bool:
+    return method != "supervised"
+
+
+def uses_two_unlabeled(method: str) -> bool:
+    """CutMix mixes two independently shuffled unlabeled batches."""
+    return method in CUTMIX_METHODS
 
 
 def supervised_loss_fn(loss_config):
@@ -30,62 +52,198 @@ def supervised_loss_fn(loss_config):
     )
 
 
-def forward_pair_member(graphdef, params, batch_stats, images_l, images_u, *, joint_bn: bool):
-    """Logits on labeled and unlabeled images; separate forward calls keep separate BN batch statistics."""
-    if joint_bn:
+def run_net(graphdef, params, batch_stats, images: list, *, train: bool, joint_bn: bool):
+    """Logits for each image batch in `images`. Separate forward calls (the reference) normalise each
+    batch with its own BN statistics; `joint_bn` uses one call over their concatenation."""
+    if joint_bn and len(images) > 1:
         logits, batch_stats = apply_net(
-            graphdef, params, batch_stats, jnp.concatenate([images_l, images_u]), train=True
+            graphdef, params, batch_stats, jnp.concatenate(images), train=train
         )
-        return logits[: images_l.shape[0]], logits[images_l.shape[0] :], batch_stats
-    logits_l, batch_stats = apply_net(graphdef, params, batch_stats, images_l, train=True)
-    logits_u, batch_stats = apply_net(graphdef, params, batch_stats, images_u, train=True)
-    return logits_l, logits_u, batch_stats
+        bounds = [sum(x.shape[0] for x in images[:i]) for i in range(1, len(images))]
+        return jnp.split(logits, bounds), batch_stats
+    outputs = []
+    for x in images:
+        logits, batch_stats = apply_net(graphdef, params, batch_stats, x, train=train)
+        outputs.append(logits)
+    return outputs, batch_stats
 
 
-def combine_cps(
-    cps_l: jax.Array, cps_u: jax.Array, n_l: int, n_u: int, reduction: str
-) -> jax.Array:
+def combine_cps(cps_l, cps_u, n_l: int, n_u: int, reduction: str) -> jax.Array:
+    """Labeled and unlabeled cross terms (None = not applied) -> one term, as `reduction` says."""
+    parts = [(v, n) for v, n in ((cps_l, n_l), (cps_u, n_u)) if v is not None]
     if reduction == "mean":
-        return (cps_l * n_l + cps_u * n_u) / (n_l + n_u)
+        return sum(v * n for v, n in parts) / sum(n for _, n in parts)
     if reduction == "sum":
-        return cps_l + cps_u
+        return sum(v for v, _ in parts)
     raise ValueError(f"config.loss.cps_reduction must be 'mean' or 'sum', got {reduction!r}")
+
+
+class Consistency:
+    """The cross term between the two nets: hard pseudo labels (cps) or probabilities (cpc)."""
+
+    def __init__(self, kind: str):
+        if kind not in ("cps", "cpc"):
+            raise ValueError(f"config.loss.consistency must be 'cps' or 'cpc', got {kind!r}")
+        self.kind = kind
+
+    def pair(self, left_logits, right_logits):
+        if self.kind == "cps":
+            return losses.cps_loss(left_logits, right_logits)
+        return losses.cpc_loss(left_logits, right_logits)
+
+    def mixed_target(self, logits_0, logits_1, mask):
+        """A net's target for a mixed image, from its predictions on the two source images."""
+        if self.kind == "cps":
+            return losses.pseudo_labels(cutmix.mix(logits_0, logits_1, mask))
+        probs = [jax.nn.softmax(x.astype(jnp.float32)) for x in (logits_0, logits_1)]
+        return jax.lax.stop_gradient(cutmix.mix(probs[0], probs[1], mask))
+
+    def to_target(self, logits, target):
+        if self.kind == "cps":
+            return losses.cross_entropy(logits, target)
+        return losses.probability_mse(logits, target)
+
+
+def sigmoid_rampup(step, rampup_steps: int) -> jax.Array:
+    """exp(-5 (1 - t)^2) for t = step / rampup_steps < 1, then 1 (Laine & Aila; Mean Teacher)."""
+    if rampup_steps <= 0:
+        return jnp.asarray(1.0)
+    t = jnp.clip(step / rampup_steps, 0.0, 1.0)
+    return jnp.exp(-5.0 * jnp.square(1.0 - t))
+
+
+def ema_update(teacher, student, decay: float):
+    """teacher <- decay * teacher + (1 - decay) * student, leaf by leaf."""
+    return jax.tree.map(lambda t, s: decay * t + (1.0 - decay) * s, teacher, student)
+
+
+def make_loss_fn(graphdef, config):
+    """loss(params, batch_stats, frozen, batch, masks, step) -> (loss, (metrics, new batch_stats)).
+
+    `params` holds the trained nets, `frozen` the teacher's params (no gradient); `batch_stats`
+    every net's BN statistics."""
+    method, loss_config = config.method, config.loss
+    supervised = supervised_loss_fn(loss_config)
+    consistency = Consistency(loss_config.consistency)
+    cps_on = loss_config.cps_on
+    if cps_on not in ("both", "labeled", "unlabeled"):
+        raise ValueError(
+            f"config.loss.cps_on must be 'both', 'labeled' or 'unlabeled', got {cps_on!r}"
+        )
+    run = functools.partial(run_net, graphdef, joint_bn=bool(loss_config.joint_bn))
+
+    def cps(params, stats, batch, masks, step):
+        x_l, y = batch["image_l"], batch["mask_l"]
+        logits, new_stats = {}, {}
+        if method == "cps":
+            for net in ("left", "right"):
+                (logits[net, "l"], logits[net, "u"]), new_stats[net] = run(
+                    params[net], stats[net], [x_l, batch["image_u"]], train=True
+                )
+            cps_u = (
+                consistency.pair(logits["left", "u"], logits["right", "u"])
+                if cps_on != "labeled"
+                else None
+            )
+        else:  # cps_cutmix
+            u0, u1 = batch["image_u"], batch["image_u1"]
+            mixed, targets = cutmix.mix(u0, u1, masks), {}
+            bn_train = loss_config.cutmix_pseudo_bn == "train"
+            for net in ("left", "right"):
+                # Pseudo-label passes: no gradient; BN in train mode as the reference (by default).
+                frozen = jax.lax.stop_gradient(params[net])
+                (p0, p1), stats_net = run(frozen, stats[net], [u0, u1], train=bn_train)
+                targets[net] = consistency.mixed_target(p0, p1, masks)
+                (logits[net, "l"], logits[net, "u"]), new_stats[net] = run(
+                    params[net], stats_net if bn_train else stats[net], [x_l, mixed], train=True
+                )
+            cps_u = (
+                consistency.to_target(logits["left", "u"], targets["right"])
+                + consistency.to_target(logits["right", "u"], targets["left"])
+                if cps_on != "labeled"
+                else None
+            )
+        cps_l = (
+            consistency.pair(logits["left", "l"], logits["right", "l"])
+            if cps_on != "unlabeled"
+            else None
+        )
+        sup_left = supervised(logits["left", "l"], y)
+        sup_right = supervised(logits["right", "l"], y)
+        n_l, n_u = x_l.shape[0], batch["image_u"].shape[0]
+        cross = combine_cps(cps_l, cps_u, n_l, n_u, loss_config.cps_reduction)
+        loss = sup_left + sup_right + loss_config.cps_weight * cross
+        metrics = dict(loss=loss, sup_left=sup_left, sup_right=sup_right, cps=cross)
+        metrics.update({k: v for k, v in (("cps_l", cps_l), ("cps_u", cps_u)) if v is not None})
+        return loss, (metrics, new_stats)
+
+    def supervised_only(params, stats, batch, masks, step):
+        (logits,), new_left = run(params["left"], stats["left"], [batch["image_l"]], train=True)
+        loss = supervised(logits, batch["mask_l"])
+        return loss, (dict(loss=loss, sup_left=loss), {"left": new_left})
+
+    def teacher_student(params, stats, frozen, batch, masks, step):
+        x_l, y = batch["image_l"], batch["mask_l"]
+        teacher = functools.partial(run, frozen["right"], stats["right"], train=False)
+        if method == "mean_teacher":
+            (target_logits,), _ = teacher([batch["image_u"]])
+            target = jax.nn.softmax(target_logits.astype(jnp.float32))
+            student_u = batch["image_u"]
+        else:  # cutmix_seg: the student sees the mix, the teacher's probabilities are mixed alike
+            u0, u1 = batch["image_u"], batch["image_u1"]
+            (t0, t1), _ = teacher([u0, u1])
+            target = cutmix.mix(
+                jax.nn.softmax(t0.astype(jnp.float32)),
+                jax.nn.softmax(t1.astype(jnp.float32)),
+                masks,
+            )
+            student_u = cutmix.mix(u0, u1, masks)
+        (logits_l, logits_u), new_left = run(
+            params["left"], stats["left"], [x_l, student_u], train=True
+        )
+        sup = supervised(logits_l, y)
+        cons = losses.probability_mse(logits_u, target)
+        weight = loss_config.consistency_weight * sigmoid_rampup(
+            step, loss_config.consistency_rampup_steps
+        )
+        loss = sup + weight * cons
+        metrics = dict(loss=loss, sup_left=sup, consistency=cons, consistency_weight=weight)
+        return loss, (metrics, {"left": new_left, "right": stats["right"]})
+
+    if method in ("cps", "cps_cutmix"):
+        return lambda params, stats, frozen, *args: cps(params, stats, *args)
+    if method == "supervised":
+        return lambda params, stats, frozen, *args: supervised_only(params, stats, *args)
+    if method in ("mean_teacher", "cutmix_seg"):
+        return teacher_student
+    raise ValueError(f"config.method: {method!r} is not one of {METHODS}")
 
 
 def make_train_step(graphdef, config, tx: optax.GradientTransformation, lr_schedule):
     """Builds step(state, batch, rng) -> (state, metrics).
 
-    batch: image_l [N,H,W,3] f32, mask_l [N,H,W] i32, image_u [M,H,W,3] f32.
+    batch: image_l [N,H,W,3] f32, mask_l [N,H,W] i32, and for semi-supervised methods image_u
+    [M,H,W,3] (and image_u1 for CutMix methods).
     """
-    supervised_loss = supervised_loss_fn(config.loss)
-    cps_weight = float(config.loss.cps_weight)
-    reduction = config.loss.cps_reduction
-    joint_bn = bool(config.loss.joint_bn)
-
-    def loss_fn(params, batch_stats, batch):
-        run = functools.partial(
-            forward_pair_member,
-            graphdef,
-            images_l=batch["image_l"],
-            images_u=batch["image_u"],
-            joint_bn=joint_bn,
-        )
-        left_l, left_u, left_stats = run(params["left"], batch_stats["left"])
-        right_l, right_u, right_stats = run(params["right"], batch_stats["right"])
-        sup_left = supervised_loss(left_l, batch["mask_l"])
-        sup_right = supervised_loss(right_l, batch["mask_l"])
-        cps_l = losses.cps_loss(left_l, right_l)
-        cps_u = losses.cps_loss(left_u, right_u)
-        cps = combine_cps(cps_l, cps_u, left_l.shape[0], left_u.shape[0], reduction)
-        loss = sup_left + sup_right + cps_weight * cps
-        metrics = dict(loss=loss, sup_left=sup_left, sup_right=sup_right, cps_l=cps_l, cps_u=cps_u)
-        return loss, (metrics, {"left": left_stats, "right": right_stats})
+    method = config.method
+    loss_fn = make_loss_fn(graphdef, config)
+    trained = ("left", "right") if RIGHT_ROLE.get(method) == "net" else ("left",)
+    has_teacher = RIGHT_ROLE.get(method) == "teacher"
 
     def step(state: TrainState, batch, rng):
-        del rng  # CPS without CutMix draws no randomness inside the step.
-        params = {"left": state.left.params, "right": state.right.params}
-        stats = {"left": state.left.batch_stats, "right": state.right.batch_stats}
-        grads, (metrics, new_stats) = jax.grad(loss_fn, has_aux=True)(params, stats, batch)
+        nets = {name: getattr(state, name) for name in ("left", "right")}
+        nets = {name: net for name, net in nets.items() if net is not None}
+        params = {name: nets[name].params for name in trained}
+        frozen = {name: net.params for name, net in nets.items() if name not in trained}
+        stats = {name: net.batch_stats for name, net in nets.items()}
+        masks = None
+        if uses_two_unlabeled(method):
+            _, h, w, _ = batch["image_u"].shape
+            rng_key = jax.random.wrap_key_data(rng)
+            masks = cutmix.box_masks(rng_key, batch["image_u"].shape[0], h, w, config.cutmix)
+        grads, (metrics, new_stats) = jax.grad(loss_fn, has_aux=True)(
+            params, stats, frozen, batch, masks, state.step
+        )
 
         def update(net: NetState, grad, batch_stats):
             updates, opt_state = tx.update(grad, net.opt_state, net.params)
@@ -95,11 +253,15 @@ def make_train_step(graphdef, config, tx: optax.GradientTransformation, lr_sched
                 opt_state=opt_state,
             )
 
-        new_state = TrainState(
-            step=state.step + 1,
-            left=update(state.left, grads["left"], new_stats["left"]),
-            right=update(state.right, grads["right"], new_stats["right"]),
-        )
+        new = {name: update(nets[name], grads[name], new_stats[name]) for name in trained}
+        if has_teacher:
+            decay = config.loss.ema_decay
+            new["right"] = NetState(
+                params=ema_update(nets["right"].params, new["left"].params, decay),
+                batch_stats=ema_update(nets["right"].batch_stats, new["left"].batch_stats, decay),
+                opt_state=None,
+            )
+        new_state = TrainState(step=state.step + 1, left=new["left"], right=new.get("right"))
         metrics["lr"] = lr_schedule(state.step)
         metrics["grad_norm"] = optax.tree.norm(grads)
         return new_state, metrics

@@ -1,6 +1,7 @@
 """Configs build, overrides apply (derived values follow), and bad overrides fail clearly."""
 
 import glob
+import importlib.util
 import os
 import subprocess
 import sys
@@ -15,9 +16,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(ROOT, "configs", "[a-z]*.py"))))
 def test_every_config_builds(path):
-    namespace = {}
-    exec(compile(open(path).read(), path, "exec"), namespace)
-    config = namespace["get_config"]()
+    spec = importlib.util.spec_from_file_location("config_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config()
     assert isinstance(config, ml_collections.ConfigDict) and config.total_steps > 0
 
 

@@ -84,3 +84,20 @@ def test_ohem_keeps_hard_pixels_on_hand_made_case():
     # min_kept 3: 3rd smallest = 0.9 -> keep p <= 0.9: pixels 0, 1, 2.
     got = losses.ohem_cross_entropy(logits, labels, threshold=0.7, min_kept=3)
     np.testing.assert_allclose(got, nll[[0, 1, 2]].mean(), rtol=1e-5)
+
+
+def test_probability_mse_and_cpc_match_numpy(data):
+    a, b, _ = data
+    pa, pb = (
+        np.exp(np_log_softmax(a.astype(np.float64))),
+        np.exp(np_log_softmax(b.astype(np.float64))),
+    )
+    np.testing.assert_allclose(
+        losses.probability_mse(a, pb), ((pa - pb) ** 2).sum(-1).mean(), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        losses.cpc_loss(a, b), 2 * ((pa - pb) ** 2).sum(-1).mean(), rtol=1e-5
+    )
+    # The target side gets no gradient: d/db of mse(a, softmax(b)) is zero.
+    grad_b = jax.grad(lambda x: losses.probability_mse(a, jax.nn.softmax(x)))(b)
+    np.testing.assert_array_equal(grad_b, np.zeros_like(b))

@@ -1,0 +1,55 @@
+r"""The semi-supervised comparison on `synthetic_streets`: one cell of the table per call.
+
+  python benchmarks/ssl_table.py --out runs/ssl_table
+
+runs every cell (method x labeled fraction x seed) of it; one cell alone:
+
+  cps-train --config configs/ssl_table.py:method=cps,split=1/16,seed=0 --workdir runs/cell
+
+A narrow ResNet-18 DeepLabv3+ (output stride 16) on 64x64 crops of 64x128 scenes, 8 labeled + 8
+unlabeled images per step, sized so the whole table (5 methods x 3 fractions x 2 seeds) trains in
+about an hour on a 2-core CPU.
+"""
+
+import importlib.util
+import os
+
+
+def _sibling(name: str):
+    """Loads configs/<name>.py by path (configs are files, not an installed package)."""
+    spec = importlib.util.spec_from_file_location(
+        f"cps_config_{name}", os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+demo = _sibling("demo")
+
+# The consistency weight of each method (the reference's VOC weights for CPS: 1.5, with CutMix 1).
+WEIGHTS = {
+    "supervised": {},
+    "cps": {"cps_weight": 1.5},
+    "cps_cutmix": {"cps_weight": 1.0},
+    "mean_teacher": {"consistency_weight": 1.0},
+    "cutmix_seg": {"consistency_weight": 1.0},
+}
+
+
+def get_config(arg: str | None = None):
+    args = demo.parse_arg(arg)
+    config = demo.get_config(f"split={args.get('split', '1/16')}")
+    config.method = str(args.get("method", "cps"))
+    config.seed = int(args.get("seed", 0))
+    config.data.partition_seed = config.seed
+    config.data.height, config.data.width = 64, 128
+    config.data.crop_size = (64, 64)
+    config.total_steps = 900
+    config.eval_every = config.checkpoint_every = 300
+    config.log_every = 100
+    config.keep_checkpoints = 1
+    config.num_visualize = 2
+    for key, value in WEIGHTS[config.method].items():
+        config.loss[key] = value
+    return config

@@ -1,0 +1,97 @@
+"""CutMix box masks and mixing, against an independent NumPy computation of their statistics."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import ml_collections
+
+from cps_jax import cutmix
+from cps_jax.train_step import Consistency
+
+
+def cutmix_config(num_boxes=3):
+    config = ml_collections.ConfigDict()
+    config.num_boxes, config.area_range, config.random_aspect_ratio = num_boxes, (0.25, 0.5), True
+    return config
+
+
+def expected_mask_mean(height, width, num_boxes=3, area_range=(0.25, 0.5), grid=400):
+    """E[mean of the XOR mask], by integrating the box-size distribution on a grid and enumerating
+    the (rounded, uniform) box positions exactly. Boxes are i.i.d., so a pixel is 1 with probability
+    (1 - (1 - 2q)^n) / 2, q being the probability that one box covers it."""
+    u = (np.arange(grid) + 0.5) / grid
+    area = area_range[0] + (area_range[1] - area_range[0]) * u[:, None]
+    h_share = np.exp(u[None, :] * np.log(area))
+    w_share = area / h_share
+    scale = np.sqrt(1.0 / num_boxes)
+    sizes_h = np.round(h_share * scale * height).astype(int).ravel()
+    sizes_w = np.round(w_share * scale * width).astype(int).ravel()
+
+    def coverage(side, sizes):
+        """[len(sizes), side]: P(a box of that size covers each coordinate)."""
+        out = np.zeros((len(sizes), side))
+        for i, s in enumerate(sizes):
+            free = side - s
+            if free == 0:
+                out[i, :s] = 1
+                continue
+            p_pos = np.full(free + 1, 1.0 / free)
+            p_pos[[0, -1]] = 0.5 / free  # rounding: the two ends get half the mass
+            for start, p in enumerate(p_pos):
+                out[i, start : start + s] += p
+        return out
+
+    cov_h, cov_w = coverage(height, sizes_h), coverage(width, sizes_w)
+    q = np.einsum("ky,kx->yx", cov_h, cov_w) / len(sizes_h)
+    return float(np.mean((1 - (1 - 2 * q) ** num_boxes) / 2))
+
+
+def test_masks_are_binary_with_the_requested_shape():
+    masks = np.asarray(cutmix.box_masks(jax.random.key(0), 16, 24, 40, cutmix_config()))
+    assert masks.shape == (16, 24, 40)
+    assert set(np.unique(masks)) <= {0.0, 1.0}
+    assert 0 < masks.mean() < 1
+
+
+def test_a_single_box_is_one_filled_rectangle_inside_the_image():
+    config = cutmix_config(num_boxes=1)
+    masks = np.asarray(cutmix.box_masks(jax.random.key(1), 200, 30, 50, config))
+    for mask in masks:
+        rows, cols = np.nonzero(mask)
+        box = mask[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+        assert box.all()  # a solid rectangle, hence entirely inside the image
+        assert mask.sum() == box.size
+        # Area between the configured proportions, up to rounding of each side.
+        area = box.size / mask.size
+        assert 0.25 * 0.8 <= area <= 0.5 * 1.2
+
+
+def test_mean_mixed_proportion_matches_the_analytic_expectation_of_three_xored_boxes():
+    height, width = 32, 48
+    masks = cutmix.box_masks(jax.random.key(2), 6000, height, width, cutmix_config())
+    empirical = float(jnp.mean(masks))
+    expected = expected_mask_mean(height, width)
+    assert abs(empirical - expected) / expected < 0.02, (empirical, expected)
+
+
+def test_mixing_with_all_zero_or_all_one_masks_returns_either_batch():
+    u0 = np.random.default_rng(0).normal(size=(2, 5, 6, 3)).astype(np.float32)
+    u1 = np.random.default_rng(1).normal(size=(2, 5, 6, 3)).astype(np.float32)
+    np.testing.assert_array_equal(cutmix.mix(u0, u1, np.zeros((2, 5, 6))), u0)
+    np.testing.assert_array_equal(cutmix.mix(u0, u1, np.ones((2, 5, 6))), u1)
+
+
+def test_the_same_mask_mixes_images_and_pseudo_labels():
+    mask = cutmix.box_masks(jax.random.key(3), 4, 12, 16, cutmix_config())
+    u0, u1 = np.zeros((4, 12, 16, 3), np.float32), np.ones((4, 12, 16, 3), np.float32)
+    mixed_image = np.asarray(cutmix.mix(u0, u1, mask))[..., 0]
+    # A net that predicts class 0 on u0 and class 2 on u1: its mixed pseudo label is 2 exactly
+    # where the mixed image came from u1.
+    logits_0 = np.zeros((4, 12, 16, 3), np.float32)
+    logits_0[..., 0] = 5
+    logits_1 = np.zeros((4, 12, 16, 3), np.float32)
+    logits_1[..., 2] = 5
+    labels = np.asarray(Consistency("cps").mixed_target(logits_0, logits_1, mask))
+    np.testing.assert_array_equal(labels == 2, mixed_image == 1)
+    probs = np.asarray(Consistency("cpc").mixed_target(logits_0, logits_1, mask))
+    np.testing.assert_array_equal(probs.argmax(-1) == 2, mixed_image == 1)

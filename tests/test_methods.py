@@ -1,0 +1,136 @@
+"""Every training method runs through the same step builder and trainer."""
+
+import jax
+import numpy as np
+import pytest
+
+from cps_jax import datasets
+from cps_jax.optim import learning_rate_schedule, make_optimizer
+from cps_jax.state import create_train_state, net_graphdef
+from cps_jax.train_step import METHODS, ema_update, make_train_step, sigmoid_rampup
+from cps_jax.trainer import Trainer
+from configs import demo
+
+NUM_CLASSES = 5
+
+
+def method_config(method, **loss):
+    config = demo.get_config("runlocal")
+    config.method = method
+    for key, value in loss.items():
+        config.loss[key] = value
+    return config
+
+
+def build(config):
+    tx = make_optimizer(config.optim, 100)
+    state = jax.jit(lambda r: create_train_state(config.model, NUM_CLASSES, tx, r, config.method))(
+        jax.random.key_data(jax.random.key(0))
+    )
+    step = jax.jit(
+        make_train_step(
+            net_graphdef(config.model, NUM_CLASSES),
+            config,
+            tx,
+            learning_rate_schedule(config.optim, 100),
+        )
+    )
+    return state, step
+
+
+def batch(seed=0, n=2, size=32):
+    rng = np.random.default_rng(seed)
+    image = lambda: rng.normal(size=(n, size, size, 3)).astype(np.float32)  # noqa: E731
+    return dict(
+        image_l=image(),
+        mask_l=rng.integers(0, NUM_CLASSES, (n, size, size)).astype(np.int32),
+        image_u=image(),
+        image_u1=image(),
+    )
+
+
+@pytest.mark.parametrize(
+    "method,loss",
+    [(m, {}) for m in METHODS]
+    + [
+        ("cps", {"consistency": "cpc"}),
+        ("cps", {"cps_on": "labeled"}),
+        ("cps", {"cps_on": "unlabeled", "cps_reduction": "sum"}),
+        ("cps_cutmix", {"cps_on": "unlabeled", "cutmix_pseudo_bn": "eval"}),
+        ("cps", {"supervised": "ohem", "ohem_min_kept": 100}),
+    ],
+)
+def test_every_method_and_ablation_runs_two_steps(method, loss):
+    state, step = build(method_config(method, **loss))
+    for i in range(2):
+        state, metrics = step(state, batch(i), jax.random.key_data(jax.random.key(i)))
+        assert all(np.isfinite(float(v)) for v in metrics.values()), metrics
+    assert int(state.step) == 2
+    expected_terms = {
+        "cps": {"cps"},
+        "cps_cutmix": {"cps"},
+        "supervised": set(),
+        "mean_teacher": {"consistency"},
+        "cutmix_seg": {"consistency"},
+    }[method]
+    assert expected_terms <= set(metrics)
+    if loss.get("cps_on") == "labeled":
+        assert "cps_l" in metrics and "cps_u" not in metrics
+    if loss.get("cps_on") == "unlabeled":
+        assert "cps_u" in metrics and "cps_l" not in metrics
+
+
+def test_supervised_has_one_net_and_cps_two_trained_nets():
+    sup, _ = build(method_config("supervised"))
+    assert sup.right is None
+    cps, _ = build(method_config("cps"))
+    assert cps.right.opt_state is not None
+
+
+@pytest.mark.parametrize("method", ["mean_teacher", "cutmix_seg"])
+def test_teacher_is_the_ema_of_the_student(method):
+    state, step = build(method_config(method, ema_decay=0.9))
+    np.testing.assert_array_equal(  # the teacher starts as the student
+        jax.tree.leaves(state.left.params)[0], jax.tree.leaves(state.right.params)[0]
+    )
+    new, _ = step(state, batch(), jax.random.key_data(jax.random.key(0)))
+    for old_t, new_s, new_t in zip(
+        jax.tree.leaves(state.right.params),
+        jax.tree.leaves(new.left.params),
+        jax.tree.leaves(new.right.params),
+    ):
+        np.testing.assert_allclose(
+            new_t, 0.9 * np.asarray(old_t) + 0.1 * np.asarray(new_s), rtol=1e-6, atol=1e-7
+        )
+    assert new.right.opt_state is None
+
+
+def test_ema_update_by_hand():
+    teacher = {"a": np.array([1.0, 2.0]), "b": {"c": np.array(10.0)}}
+    student = {"a": np.array([3.0, 0.0]), "b": {"c": np.array(0.0)}}
+    out = ema_update(teacher, student, 0.99)
+    np.testing.assert_allclose(out["a"], [1.0 * 0.99 + 3.0 * 0.01, 2.0 * 0.99])
+    np.testing.assert_allclose(out["b"]["c"], 9.9)
+
+
+def test_sigmoid_rampup_by_hand():
+    np.testing.assert_allclose(sigmoid_rampup(0, 100), np.exp(-5.0), rtol=1e-6)
+    np.testing.assert_allclose(sigmoid_rampup(50, 100), np.exp(-5.0 * 0.25), rtol=1e-6)
+    np.testing.assert_allclose(sigmoid_rampup(150, 100), 1.0)
+    np.testing.assert_allclose(sigmoid_rampup(3, 0), 1.0)
+
+
+@pytest.mark.parametrize("method", ["supervised", "cps_cutmix", "cutmix_seg"])
+def test_trainer_runs_each_data_layout(method, tmp_path):
+    """supervised (labeled stream only) and CutMix (two unlabeled streams), through the pipeline,
+    checkpoints and evaluation."""
+    config = method_config(method)
+    config.data.data_dir = str(tmp_path / "data")
+    config.total_steps = config.eval_every = config.checkpoint_every = 2
+    trainer = Trainer(config, str(tmp_path / "run"), data=datasets.load(config.data))
+    results = trainer.train()
+    names = {"supervised": ["left"]}.get(method, ["left", "right", "ensemble"])
+    assert list(results) == names
+    assert all(0 <= r["miou"] <= 1 for r in results.values())
+    restored = trainer.checkpointer.restore(2, trainer.abstract_state())
+    assert (restored.right is None) == (method == "supervised")

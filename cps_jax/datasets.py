@@ -1,10 +1,29 @@
-"""Data sets by name: each gives random-access TFDS sources and its class metadata."""
+"""Data sets by name: each gives random-access TFDS sources and its class metadata.
+
+`config.data.name` picks one:
+
+- `synthetic_streets`: generated (fields height, width, num_train, num_validation, domain,
+  dataset_seed);
+- `cityscapes`: 19 classes, train 2,975 / validation 500 (field manual_dir: the folder holding
+  leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip; not needed once prepared);
+- `voc_aug`: PASCAL VOC 2012 + SBD, 21 classes, train_aug 10,582 / validation 1,449 (field
+  manual_dir: VOCtrainval_11-May-2012.tar with benchmark.tgz or SegmentationClassAug/);
+- `image_folder`: a user's own folder (fields folder, val_fraction, val_seed; see
+  `cps_jax/data/image_folder.py`).
+
+Prepared data go to `data.data_dir`, else $CPS_DATA_DIR, else ./data. Every source yields
+{"image": uint8 [H, W, 3], "mask": uint8 [H, W, 1] (255: ignore), "id": bytes}; sizes may differ
+between examples.
+"""
 
 import dataclasses
 import os
 from typing import Any, Sequence
 
+import ml_collections
 import numpy as np
+
+NAMES = ("synthetic_streets", "cityscapes", "voc_aug", "image_folder")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -14,6 +33,8 @@ class SegmentationData:
     class_names: Sequence[str]
     palette: np.ndarray  # [C, 3] uint8
     name: str
+    # Images without masks (every pixel 255), for the unlabeled stream only; None if there are none.
+    unlabeled: Any = None
 
     @property
     def num_classes(self) -> int:
@@ -22,6 +43,32 @@ class SegmentationData:
     def train_ids(self) -> list[str]:
         return [_as_str(self.train[i]["id"]) for i in range(len(self.train))]
 
+    def unlabeled_pool(self, indices) -> tuple[Any, np.ndarray]:
+        """(source, indices) of the unlabeled stream: train[indices], then every example of
+        `unlabeled` (if any)."""
+        if self.unlabeled is None:
+            return self.train, np.asarray(indices)
+        pool = _Concat([(self.train, np.asarray(indices)), (self.unlabeled, None)])
+        return pool, np.arange(len(pool))
+
+
+class _Concat:
+    """Random access to sources one after the other; each part is (source, indices or None)."""
+
+    def __init__(self, parts):
+        self.parts = [(s, np.arange(len(s)) if ix is None else ix) for s, ix in parts]
+        self.ends = np.cumsum([len(ix) for _, ix in self.parts])
+
+    def __len__(self):
+        return int(self.ends[-1]) if len(self.ends) else 0
+
+    def __getitem__(self, i):
+        if not 0 <= i < len(self):
+            raise IndexError(f"index {i} out of range for {len(self)} examples")
+        k = int(np.searchsorted(self.ends, i, side="right"))
+        source, indices = self.parts[k]
+        return source[int(indices[i - (self.ends[k - 1] if k else 0)])]
+
 
 def _as_str(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
@@ -29,33 +76,103 @@ def _as_str(value) -> str:
 
 def resolve_data_dir(data_config) -> str:
     return (
-        data_config.data_dir or os.environ.get("CPS_DATA_DIR") or os.path.join(os.getcwd(), "data")
+        data_config.get("data_dir")
+        or os.environ.get("CPS_DATA_DIR")
+        or os.path.join(os.getcwd(), "data")
     )
+
+
+def data_config(name: str, **fields) -> ml_collections.ConfigDict:
+    """A `config.data` for data set `name` with the given fields (None values left out); what
+    `cps-prepare NAME --manual_dir ...` builds. Fields a loader needs and is not given take the
+    loader's defaults."""
+    if name not in NAMES:
+        raise ValueError(f"unknown data set {name!r}; expected one of: {', '.join(NAMES)}")
+    return ml_collections.ConfigDict(
+        {"name": name, **{k: v for k, v in fields.items() if v is not None}}
+    )
+
+
+def _synthetic_streets(data_config, data_dir):
+    from cps_jax.data import synthetic_streets
+
+    fields = {"height": "height", "width": "width", "num_train": "num_train"}
+    fields.update(num_validation="num_validation", domain="domain", seed="dataset_seed")
+    kwargs = {arg: data_config[f] for arg, f in fields.items() if f in data_config}
+    builder = synthetic_streets.prepare(data_dir, **kwargs)
+    return SegmentationData(
+        train=builder.as_data_source(split="train"),
+        validation=builder.as_data_source(split="validation"),
+        class_names=synthetic_streets.CLASS_NAMES,
+        palette=synthetic_streets.PALETTE,
+        name="synthetic_streets",
+    )
+
+
+def _cityscapes(data_config, data_dir):
+    from cps_jax.data import cityscapes
+
+    sources = cityscapes.sources(data_dir, data_config.get("manual_dir") or "")
+    return SegmentationData(
+        train=sources["train"],
+        validation=sources["validation"],
+        class_names=cityscapes.CLASS_NAMES,
+        palette=cityscapes.PALETTE,
+        name="cityscapes",
+    )
+
+
+def _voc_aug(data_config, data_dir):
+    from cps_jax.data import voc
+
+    sources = voc.sources(data_dir, data_config.get("manual_dir") or "")
+    return SegmentationData(
+        train=sources["train"],
+        validation=sources["validation"],
+        class_names=voc.CLASS_NAMES,
+        palette=voc.PALETTE,
+        name="voc_aug",
+    )
+
+
+def _image_folder(data_config, data_dir):
+    from cps_jax.data import image_folder
+
+    folder = data_config.get("folder") or ""
+    sources = image_folder.sources(
+        data_dir,
+        folder,
+        val_fraction=data_config.get("val_fraction", image_folder.DEFAULT_VAL_FRACTION),
+        val_seed=data_config.get("val_seed", 0),
+    )
+    spec = image_folder.read_class_file(os.path.join(folder, image_folder.CLASS_FILE))
+    return SegmentationData(
+        train=sources["train"],
+        validation=sources["validation"],
+        class_names=spec.names,
+        palette=spec.palette,
+        name="image_folder",
+        unlabeled=sources.get("unlabeled"),
+    )
+
+
+_LOADERS = {
+    "synthetic_streets": _synthetic_streets,
+    "cityscapes": _cityscapes,
+    "voc_aug": _voc_aug,
+    "image_folder": _image_folder,
+}
 
 
 def load(data_config) -> SegmentationData:
-    """Prepares (if needed) and opens the data set named by `config.data.name`."""
-    data_dir = resolve_data_dir(data_config)
-    if data_config.name == "synthetic_streets":
-        from cps_jax.data import synthetic_streets
+    """Prepares (if needed) and opens the data set named by `config.data.name`.
 
-        builder = synthetic_streets.prepare(
-            data_dir,
-            height=data_config.height,
-            width=data_config.width,
-            num_train=data_config.num_train,
-            num_validation=data_config.num_validation,
-            domain=data_config.domain,
-            seed=data_config.dataset_seed,
+    Problems with the input files raise `cps_jax.data.archives.DataError` naming the file.
+    """
+    loader = _LOADERS.get(data_config.name)
+    if loader is None:
+        raise ValueError(
+            f"config.data.name: unknown data set {data_config.name!r}; "
+            f"expected one of: {', '.join(repr(n) for n in NAMES)}"
         )
-        return SegmentationData(
-            train=builder.as_data_source(split="train"),
-            validation=builder.as_data_source(split="validation"),
-            class_names=synthetic_streets.CLASS_NAMES,
-            palette=synthetic_streets.PALETTE,
-            name="synthetic_streets",
-        )
-    raise ValueError(
-        f"config.data.name: unknown data set {data_config.name!r}; "
-        "expected one of: 'synthetic_streets'"
-    )
+    return loader(data_config, resolve_data_dir(data_config))

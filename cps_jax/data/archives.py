@@ -1,0 +1,238 @@
+"""What the real data-set builders share: archive access, image and mask encoding, TFDS plumbing.
+
+Archives are read in place (zip, tar of any compression, or an extracted folder), member by member,
+never extracted to disk. Every problem with an input file is a `DataError` whose message names the
+file (and the member inside an archive) and what was expected.
+"""
+
+import io
+import os
+import tarfile
+import zipfile
+import zlib
+from typing import Iterable
+
+import numpy as np
+import tensorflow_datasets as tfds
+from PIL import Image
+from tqdm import tqdm
+
+IGNORE_LABEL = 255
+MANUAL_DIR_FLAG = "config.data.manual_dir or --manual_dir"
+
+# Errors that a damaged zip / tar / gzip / bzip2 / xz stream raises while being read.
+_READ_ERRORS = (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError)
+
+
+class DataError(ValueError):
+    """A missing, corrupt or malformed input file; the message names it."""
+
+
+class Archive:
+    """Random access to the files of a zip, a tar (any compression) or a folder, by relative path.
+
+    Member names use '/' and are relative to the archive root (or to the folder).
+    """
+
+    def __init__(self, path: str, what: str = "archive"):
+        self.path = os.fspath(path)
+        self._zip = self._tar = None
+        self._members = {}
+        if not os.path.exists(self.path):
+            raise DataError(f"{self.path}: {what} not found")
+        try:
+            if os.path.isdir(self.path):
+                for root, _, files in os.walk(self.path):
+                    rel = os.path.relpath(root, self.path).replace(os.sep, "/")
+                    for f in files:
+                        name = f if rel == "." else f"{rel}/{f}"
+                        self._members[name] = os.path.join(root, f)
+            elif zipfile.is_zipfile(self.path):
+                self._zip = zipfile.ZipFile(self.path)
+                self._members = {i.filename: i for i in self._zip.infolist() if not i.is_dir()}
+            else:
+                self._tar = tarfile.open(self.path, "r:*")
+                self._members = {m.name: m for m in self._tar.getmembers() if m.isfile()}
+        except _READ_ERRORS as error:
+            raise DataError(
+                f"{self.path}: not a readable {what} (expected a zip or tar file): {error}"
+            ) from None
+
+    def names(self) -> list[str]:
+        return list(self._members)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._members
+
+    def read(self, name: str) -> bytes:
+        """The bytes of member `name`; DataError naming the archive and member if missing or corrupt."""
+        if name not in self._members:
+            raise DataError(f"{self.path}: missing member {name!r}")
+        member = self._members[name]
+        try:
+            if self._zip is not None:
+                return self._zip.read(member)
+            if self._tar is not None:
+                return self._tar.extractfile(member).read()
+            with open(member, "rb") as f:
+                return f.read()
+        except _READ_ERRORS as error:
+            raise DataError(f"{self.path}: member {name!r} is corrupt: {error}") from None
+
+    def storage_order(self, names: Iterable[str]) -> list[str]:
+        """`names` sorted by position in the archive: reading in this order never seeks back (which
+        would decompress a .tgz again from its start)."""
+        if self._tar is None:
+            return sorted(names)
+        return sorted(names, key=lambda n: self._members[n].offset_data)
+
+    def close(self) -> None:
+        for handle in (self._zip, self._tar):
+            if handle is not None:
+                handle.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def find_input(manual_dir: str, candidates: Iterable[str]) -> str | None:
+    """The first of `candidates` (file or folder names) present in `manual_dir`, else None."""
+    for name in candidates:
+        path = os.path.join(manual_dir, name)
+        if os.path.exists(path):
+            return path
+    return None
+
+
+def require_dir(path: str, what: str, flag: str = "") -> str:
+    """`path`, which must be an existing folder; `flag` names the setting that gives it."""
+    if not path:
+        raise DataError(f"no {what} given{f' (set {flag})' if flag else ''}")
+    if not os.path.isdir(path):
+        raise DataError(f"{path}: {what} not found (expected a directory)")
+    return path
+
+
+# ------------------------------------------------------------------------------- images and masks
+def png_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def _open_image(data: bytes, source: str) -> Image.Image:
+    try:
+        return Image.open(io.BytesIO(data))
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+        raise DataError(f"{source}: not a readable image: {error}") from None
+
+
+def rgb_image(data: bytes, source: str) -> tuple[bytes, tuple[int, int]]:
+    """(bytes to store, (height, width)) of an image file's bytes.
+
+    PNG and JPEG files in RGB are stored as they are (no re-encoding loss, JPEG stays small); any
+    other format or mode (grey, palette, CMYK, alpha) is converted to RGB and stored as PNG, so
+    every stored image decodes to uint8 [H, W, 3].
+    """
+    image = _open_image(data, source)
+    try:
+        image.load()  # decode it all now: a truncated file fails here, not in training
+        if image.mode == "RGB" and image.format in ("PNG", "JPEG"):
+            return data, (image.height, image.width)
+        return png_bytes(np.asarray(image.convert("RGB"))), (image.height, image.width)
+    except (OSError, ValueError) as error:
+        raise DataError(f"{source}: not a readable image: {error}") from None
+
+
+def read_index_mask(data: bytes, source: str) -> np.ndarray:
+    """[H, W] uint8 class indices of a single-channel (grey or palette) mask image."""
+    image = _open_image(data, source)
+    if image.mode not in ("L", "P", "I", "I;16", "1"):
+        raise DataError(
+            f"{source}: a mask must be a single-channel image of class indices (grey or palette "
+            f"PNG), got mode {image.mode}"
+        )
+    try:
+        mask = np.asarray(image)
+    except (OSError, ValueError) as error:
+        raise DataError(f"{source}: not a readable image: {error}") from None
+    if mask.size and mask.max() > 255:
+        raise DataError(f"{source}: mask value {int(mask.max())} does not fit 0..255")
+    return mask.astype(np.uint8)
+
+
+def check_same_size(mask_hw, image_hw, mask_source: str, image_source: str) -> None:
+    if tuple(mask_hw) != tuple(image_hw):
+        raise DataError(
+            f"{mask_source}: mask is {mask_hw[0]}x{mask_hw[1]} (HxW) but its image "
+            f"{image_source} is {image_hw[0]}x{image_hw[1]}"
+        )
+
+
+def check_mask_values(mask: np.ndarray, num_classes: int, source: str) -> None:
+    bad = np.unique(mask[(mask >= num_classes) & (mask != IGNORE_LABEL)])
+    if bad.size:
+        raise DataError(
+            f"{source}: mask values {bad[:8].tolist()} are neither a class (0..{num_classes - 1}) "
+            f"nor the ignore value {IGNORE_LABEL}"
+        )
+
+
+def example(ident: str, image: bytes, mask: np.ndarray) -> dict:
+    """A stored example: image bytes, the [H, W] mask as a grey PNG (read back as [H, W, 1])."""
+    return {"image": image, "mask": png_bytes(mask), "id": ident}
+
+
+# ---------------------------------------------------------------------------------------- TFDS
+def features() -> tfds.features.FeaturesDict:
+    """The feature spec of every segmentation builder here: what `synthetic_streets` stores.
+
+    The image has no fixed encoding: JPEG files stay JPEG (see `rgb_image`); reading decodes either.
+    """
+    return tfds.features.FeaturesDict(
+        {
+            "image": tfds.features.Image(shape=(None, None, 3)),
+            "mask": tfds.features.Image(shape=(None, None, 1), encoding_format="png"),
+            "id": tfds.features.Text(),
+        }
+    )
+
+
+def progress(items, desc: str):
+    return tqdm(items, desc=desc, unit="img", dynamic_ncols=True)
+
+
+def is_prepared(builder) -> bool:
+    # Asking TFDS about a folder that does not exist logs a warning; that is the common case here.
+    return os.path.isdir(os.fspath(builder.data_path)) and builder.is_prepared()
+
+
+def download_and_prepare(builder, manual_dir: str):
+    """Writes `builder`'s splits (a no-op when they are there already); returns the builder.
+
+    TFDS's own bars count examples without a total; ours (`progress`) show them out of the total.
+    """
+    tfds.disable_progress_bar()
+    try:
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(manual_dir))
+        )
+    finally:
+        tfds.enable_progress_bar()
+    return builder
+
+
+class MappedSource:
+    """Random access to `fn(source[i])`: another data source seen through a conversion."""
+
+    def __init__(self, source, fn):
+        self.source, self.fn = source, fn
+
+    def __len__(self):
+        return len(self.source)
+
+    def __getitem__(self, i):
+        return self.fn(self.source[i])

@@ -1,0 +1,257 @@
+"""`image_folder`: a user's own segmentation data set, from a folder of images and masks.
+
+  FOLDER/classes.json      {"classes": [{"name": "road", "color": [128, 64, 128]}, ...],
+                            "ignore_index": 255}          (ignore_index optional, default 255)
+  FOLDER/images/<stem>.jpg|png|...   any size, any common format
+  FOLDER/masks/<stem>.png            class indices (grey or palette PNG), same size as the image
+  FOLDER/unlabeled/<stem>.jpg|...    optional: images without masks, unlabeled data only
+  FOLDER/val/images/, val/masks/     optional: the validation split; without it a deterministic
+                                     `val_fraction` of images/ is held out (seed `val_seed`)
+
+Stems may contain sub-folders ('city1/0001'); the stem is the example id. Mask value k is the
+k-th class of classes.json, `ignore_index` is stored as 255 (ignored in loss and metrics).
+The build lives in `data_dir/cps_image_folder/<folder name>_<fingerprint>/`: the fingerprint
+covers the file names, sizes, classes.json and the split settings, so an edited folder is rebuilt.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+
+import numpy as np
+import tensorflow_datasets as tfds
+from etils import epath
+
+from cps_jax.data import archives, partitions
+
+CLASS_FILE = "classes.json"
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff")  # lossless only: a JPEG mask corrupts labels
+DEFAULT_VAL_FRACTION = "1/10"
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassSpec:
+    names: tuple
+    palette: np.ndarray  # [C, 3] uint8
+    ignore_index: int
+
+
+def read_class_file(path: str) -> ClassSpec:
+    """Class names, colours and the ignore value; DataError naming the file and field if malformed."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            spec = json.load(f)
+    except FileNotFoundError:
+        raise archives.DataError(
+            f"{path}: class file not found (expected JSON: "
+            '{"classes": [{"name": ..., "color": [r, g, b]}, ...], "ignore_index": 255})'
+        ) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise archives.DataError(f"{path}: not valid JSON: {error}") from None
+    classes = spec.get("classes") if isinstance(spec, dict) else None
+    if not isinstance(classes, list) or not classes:
+        raise archives.DataError(
+            f'{path}: "classes" must be a non-empty list of {{"name", "color"}}'
+        )
+    names, colors = [], []
+    for k, c in enumerate(classes):
+        field = f'{path}: "classes"[{k}]'
+        if not isinstance(c, dict) or not isinstance(c.get("name"), str) or not c["name"]:
+            raise archives.DataError(f'{field} needs a non-empty string "name"')
+        color = c.get("color")
+        if not (
+            isinstance(color, list)
+            and len(color) == 3
+            and all(isinstance(v, int) and 0 <= v <= 255 for v in color)
+        ):
+            raise archives.DataError(
+                f'{field} ("{c["name"]}"): "color" must be [r, g, b] in 0..255'
+            )
+        names.append(c["name"])
+        colors.append(color)
+    if len(set(names)) != len(names):
+        raise archives.DataError(f"{path}: class names must be unique, got {names}")
+    ignore = spec.get("ignore_index", archives.IGNORE_LABEL)
+    if not isinstance(ignore, int) or not len(names) <= ignore <= 255:
+        raise archives.DataError(
+            f'{path}: "ignore_index" must be an integer in {len(names)}..255 (not a class index), '
+            f"got {ignore!r}"
+        )
+    return ClassSpec(tuple(names), np.array(colors, np.uint8), ignore)
+
+
+def _files(folder: str, extensions, what: str) -> dict[str, str]:
+    """{stem: path} of the files under `folder` (recursively), stem = relative path, no extension."""
+    out = {}
+    for root, _, files in os.walk(folder):
+        for f in sorted(files):
+            stem, ext = os.path.splitext(f)
+            if ext.lower() not in extensions:
+                continue
+            rel = os.path.relpath(os.path.join(root, stem), folder).replace(os.sep, "/")
+            if rel in out:
+                raise archives.DataError(
+                    f"{os.path.join(root, f)}: two {what} files share the stem {rel!r} "
+                    f"({os.path.basename(out[rel])} and {f})"
+                )
+            out[rel] = os.path.join(root, f)
+    return out
+
+
+def _pairs(images_dir: str, masks_dir: str) -> list[tuple[str, str, str]]:
+    """Sorted (id, image path, mask path); every image needs a mask and every mask an image."""
+    for d in (images_dir, masks_dir):
+        archives.require_dir(d, "image_folder sub-folder")
+    images = _files(images_dir, IMAGE_EXTENSIONS, "image")
+    masks = _files(masks_dir, MASK_EXTENSIONS, "mask")
+    if not images:
+        raise archives.DataError(f"{images_dir}: no images ({', '.join(IMAGE_EXTENSIONS)})")
+    no_mask, no_image = sorted(set(images) - set(masks)), sorted(set(masks) - set(images))
+    if no_mask:
+        stem = no_mask[0]
+        lossy = [e for e in (".jpg", ".jpeg") if os.path.exists(os.path.join(masks_dir, stem + e))]
+        raise archives.DataError(
+            f"{images[stem]}: no mask {os.path.join(masks_dir, stem)}.png for this image"
+            + (f" (nor for {len(no_mask) - 1} more)" if len(no_mask) > 1 else "")
+            + (f"; {stem}{lossy[0]} is not used: JPEG would corrupt the labels" if lossy else "")
+        )
+    if no_image:
+        stem = no_image[0]
+        raise archives.DataError(f"{masks[stem]}: no image {stem}.* in {images_dir} for this mask")
+    return [(s, images[s], masks[s]) for s in sorted(images)]
+
+
+@dataclasses.dataclass
+class Layout:
+    train: list  # [(id, image path, mask path or None)]
+    validation: list
+    unlabeled: list
+
+
+def scan(folder: str, val_fraction, val_seed: int) -> Layout:
+    """The examples of each split, from the folder layout (see the module docstring)."""
+    archives.require_dir(folder, "image_folder folder")
+    labeled = _pairs(os.path.join(folder, "images"), os.path.join(folder, "masks"))
+    val_dir = os.path.join(folder, "val")
+    if os.path.isdir(val_dir):
+        train = labeled
+        validation = _pairs(os.path.join(val_dir, "images"), os.path.join(val_dir, "masks"))
+    else:
+        try:
+            held_out, kept = partitions.split_labeled(len(labeled), val_fraction, val_seed)
+        except ValueError as error:
+            raise archives.DataError(f"config.data.val_fraction: {error}") from None
+        if not len(kept):
+            raise archives.DataError(
+                f"{folder}: val_fraction {val_fraction} leaves no training image of {len(labeled)}"
+            )
+        train = [labeled[i] for i in kept]
+        validation = [labeled[i] for i in held_out]
+    unlabeled_dir = os.path.join(folder, "unlabeled")
+    unlabeled = []
+    if os.path.isdir(unlabeled_dir):
+        found = _files(unlabeled_dir, IMAGE_EXTENSIONS, "image")
+        unlabeled = [(s, found[s], None) for s in sorted(found)]
+    return Layout(train, validation, unlabeled)
+
+
+def convert_mask(mask: np.ndarray, spec: ClassSpec, source: str) -> np.ndarray:
+    """Stored mask: class indices as they are, `ignore_index` -> 255; anything else is an error."""
+    mask = np.where(mask == spec.ignore_index, archives.IGNORE_LABEL, mask).astype(np.uint8)
+    archives.check_mask_values(mask, len(spec.names), source)
+    return mask
+
+
+def convert(ident: str, image_path: str, mask_path: str | None, spec: ClassSpec) -> dict:
+    with open(image_path, "rb") as f:
+        image, image_hw = archives.rgb_image(f.read(), image_path)
+    if mask_path is None:  # an unlabeled image: every pixel ignored
+        return archives.example(ident, image, np.full(image_hw, archives.IGNORE_LABEL, np.uint8))
+    with open(mask_path, "rb") as f:
+        mask = archives.read_index_mask(f.read(), mask_path)
+    archives.check_same_size(mask.shape, image_hw, mask_path, image_path)
+    return archives.example(ident, image, convert_mask(mask, spec, mask_path))
+
+
+def fingerprint(folder: str, val_fraction, val_seed: int) -> str:
+    """Hash of what the build depends on: file names and sizes, classes.json, the split settings."""
+    h = hashlib.sha256(f"{partitions.parse_fraction(val_fraction)!r} {int(val_seed)}".encode())
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for f in sorted(files):
+            path = os.path.join(root, f)
+            rel = os.path.relpath(path, folder).replace(os.sep, "/")
+            h.update(f"{rel}\0{os.path.getsize(path)}\0".encode())
+    with open(os.path.join(folder, CLASS_FILE), "rb") as f:
+        h.update(f.read())
+    return h.hexdigest()[:12]
+
+
+class ImageFolderConfig(tfds.core.BuilderConfig):
+    def __init__(self, *, folder: str, val_fraction=DEFAULT_VAL_FRACTION, val_seed: int = 0):
+        folder = os.path.abspath(folder)
+        slug = re.sub(r"[^A-Za-z0-9]+", "_", os.path.basename(folder)).strip("_") or "folder"
+        super().__init__(
+            name=f"{slug}_{fingerprint(folder, val_fraction, val_seed)}",
+            description=f"{folder}, val_fraction {val_fraction}, val_seed {val_seed}",
+        )
+        self.folder, self.val_fraction, self.val_seed = folder, val_fraction, int(val_seed)
+
+
+class ImageFolder(tfds.core.GeneratorBasedBuilder):
+    """A user's folder of images and masks: train, validation and (optional) unlabeled splits."""
+
+    name = "cps_image_folder"
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "First release."}
+    MANUAL_DOWNLOAD_INSTRUCTIONS = "The manual dir is the data-set folder (see image_folder.py)."
+    # TFDS would locate this file through `importlib_resources` (not a dependency here).
+    code_path = epath.Path(os.path.abspath(__file__))
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description="A folder of images and index masks (cps_jax image_folder).",
+            features=archives.features(),
+            supervised_keys=("image", "mask"),
+        )
+
+    def _split_generators(self, dl_manager):
+        del dl_manager  # the folder is in the config
+        c = self.builder_config
+        spec = read_class_file(os.path.join(c.folder, CLASS_FILE))
+        layout = scan(c.folder, c.val_fraction, c.val_seed)
+        splits = {"train": layout.train, "validation": layout.validation}
+        if layout.unlabeled:
+            splits["unlabeled"] = layout.unlabeled
+        return {s: self._generate_examples(items, spec, s) for s, items in splits.items()}
+
+    def _generate_examples(self, items, spec, split):
+        for ident, image_path, mask_path in archives.progress(items, f"image_folder {split}"):
+            yield ident, convert(ident, image_path, mask_path, spec)
+
+
+def prepare(
+    data_dir: str, folder: str, val_fraction=DEFAULT_VAL_FRACTION, val_seed: int = 0
+) -> ImageFolder:
+    """The builder of `folder`, written into `data_dir` unless already there."""
+    archives.require_dir(folder, "image_folder folder", "config.data.folder or --folder")
+    read_class_file(os.path.join(folder, CLASS_FILE))  # fail early, naming the file
+    try:
+        partitions.parse_fraction(val_fraction)
+    except ValueError as error:
+        raise archives.DataError(f"config.data.val_fraction: {error}") from None
+    config = ImageFolderConfig(folder=folder, val_fraction=val_fraction, val_seed=val_seed)
+    b = ImageFolder(config=config, data_dir=os.fspath(data_dir), file_format="array_record")
+    return archives.download_and_prepare(b, folder)
+
+
+def sources(
+    data_dir: str, folder: str, val_fraction=DEFAULT_VAL_FRACTION, val_seed: int = 0
+) -> dict:
+    """{'train', 'validation'[, 'unlabeled']} random-access sources of {"image", "mask", "id"}."""
+    b = prepare(data_dir, folder, val_fraction, val_seed)
+    return {split: b.as_data_source(split=split) for split in b.info.splits}

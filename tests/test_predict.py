@@ -1,0 +1,194 @@
+"""cps-export and cps-predict: model files, images of any kind and size, unreadable files; cps-eval
+of several checkpoints; the best and last figures."""
+
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from cps_jax import checkpointing, cli, evaluate, export, predict
+from cps_jax.data import synthetic_streets
+from cps_jax.data.transforms import normalize
+from cps_jax.optim import make_optimizer
+from cps_jax.state import apply_net, create_train_state
+from cps_jax.trainer import checkpoint_dir
+from configs import demo
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NUM_CLASSES = len(synthetic_streets.CLASS_NAMES)
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory):
+    config = demo.get_config("runlocal")
+    config.data.data_dir = str(tmp_path_factory.mktemp("data"))
+    return config
+
+
+@pytest.fixture(scope="module")
+def workdir(config, tmp_path_factory):
+    """Two checkpoints of untrained nets: step 2 (mIoU 0.5, the best) and step 4 (0.3, the last)."""
+    workdir = str(tmp_path_factory.mktemp("run"))
+    tx = make_optimizer(config.optim, config.total_steps)
+    state = jax.jit(lambda r: create_train_state(config.model, NUM_CLASSES, tx, r))(
+        jax.random.key_data(jax.random.key(0))
+    )
+    later = state.replace(
+        left=state.left.replace(params=jax.tree.map(lambda p: -p, state.left.params))
+    )
+    checkpointer = checkpointing.Checkpointer(checkpoint_dir(workdir))
+    checkpointer.save(2, state, metrics={"miou": 0.5})
+    checkpointer.save(4, later, metrics={"miou": 0.3})
+    checkpointer.wait()
+    checkpointer.close()
+    return workdir
+
+
+def _write_images(folder):
+    """Grey, RGBA and palette PNGs, an RGB JPEG, in two sizes; a corrupt PNG; a text file."""
+    rng = np.random.default_rng(0)
+    os.makedirs(os.path.join(folder, "sub"), exist_ok=True)
+    pixels = lambda h, w, c: rng.integers(0, 256, (h, w, c), dtype=np.uint8)  # noqa: E731
+    Image.fromarray(pixels(20, 30, 1)[..., 0], "L").save(os.path.join(folder, "grey.png"))
+    Image.fromarray(pixels(20, 30, 4), "RGBA").save(os.path.join(folder, "rgba.png"))
+    Image.fromarray(pixels(26, 18, 3)).save(os.path.join(folder, "photo.jpg"), quality=90)
+    Image.fromarray(pixels(26, 18, 3)).convert("P").save(os.path.join(folder, "sub", "pal.png"))
+    with open(os.path.join(folder, "corrupt.png"), "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + rng.bytes(200))
+    with open(os.path.join(folder, "notes.txt"), "w") as f:
+        f.write("not an image")
+    return ["grey", "rgba", "photo", os.path.join("sub", "pal")]
+
+
+def _read(path):
+    return np.asarray(Image.open(path))
+
+
+def test_export_then_predict_equals_predicting_from_the_checkpoint(config, workdir, tmp_path):
+    path = cli.export_model(
+        config, workdir, step="best", net="both", output=str(tmp_path / "m.cpsj")
+    )
+    model = export.load(path)
+    assert model.step == 2 and set(model.nets) == {"left", "right"}
+    assert model.class_names == synthetic_streets.CLASS_NAMES
+    np.testing.assert_array_equal(model.palette, synthetic_streets.PALETTE)
+    _, restored = cli.restore_nets(
+        config, workdir, NUM_CLASSES, jax.sharding.Mesh(jax.devices(), ("data",)), 2
+    )
+    for a, b in zip(jax.tree.leaves(model.nets), jax.tree.leaves(jax.device_get(restored))):
+        np.testing.assert_array_equal(a, b)
+
+    names = _write_images(tmp_path / "in")
+    outs = {}
+    for source, loaded in {
+        "file": cli.load_model(model_file=path, net="both"),
+        "checkpoint": cli.load_model(config=config, workdir=workdir, step="best", net="both"),
+    }.items():
+        outs[source] = str(tmp_path / source)
+        failed = cli.predict(loaded, str(tmp_path / "in"), outs[source], progress=False)
+        assert [os.path.basename(p) for p, _ in failed] == ["corrupt.png"]
+    for kind in predict.OUTPUTS:
+        for name in names:
+            np.testing.assert_array_equal(
+                _read(os.path.join(outs["file"], kind, name + ".png")),
+                _read(os.path.join(outs["checkpoint"], kind, name + ".png")),
+            )
+
+
+def test_model_files_name_what_is_wrong(config, workdir, tmp_path):
+    path = cli.export_model(
+        config, workdir, step="latest", net="left", output=str(tmp_path / "l.cpsj")
+    )
+    assert export.load(path).step == 4
+    with pytest.raises(cli.ConfigError, match=r"--net=right: .*l\.cpsj has no right net"):
+        cli.load_model(model_file=path, net="right")
+    (tmp_path / "junk.cpsj").write_bytes(b"\x00\x01 not msgpack")
+    with pytest.raises(cli.ConfigError, match="not a cps_jax model file"):
+        cli.load_model(model_file=str(tmp_path / "junk.cpsj"))
+    with pytest.raises(ValueError, match="--input .*no image files"):
+        predict.find_images(str(tmp_path / "nothing*.png"))
+    with pytest.raises(cli.ConfigError, match="--window"):
+        cli.predict(
+            export.load(path),
+            path,
+            str(tmp_path / "o"),
+            overrides={"mode": "sliding", "window": (0, 3)},
+        )
+
+
+def test_predict_command_on_mixed_images_writes_the_nets_predictions_and_fails_on_corrupt(
+    config, workdir, tmp_path
+):
+    model_path = cli.export_model(
+        config, workdir, step="best", net="left", output=str(tmp_path / "m.cpsj")
+    )
+    names = _write_images(tmp_path / "in")
+    out = tmp_path / "out"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from cps_jax.main import predict_main; predict_main()",
+            f"--model={model_path}",
+            f"--input={tmp_path / 'in'}",
+            f"--output={out}",
+            "--batch_size=2",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert run.returncode != 0
+    assert "corrupt.png" in run.stderr and "could not be read" in run.stderr
+    assert "Wrote 4 of 5 image(s)" in run.stdout
+    assert not os.path.exists(out / "labels" / "corrupt.png")
+
+    model = export.load(model_path)
+    graphdef, net = model.graphdef(), model.nets["left"]
+    sources = {
+        "grey": "grey.png",
+        "rgba": "rgba.png",
+        "photo": "photo.jpg",
+        "sub/pal": "sub/pal.png",
+    }
+    for name in names:
+        rgb = np.asarray(
+            Image.open(tmp_path / "in" / sources[name.replace(os.sep, "/")]).convert("RGB")
+        )
+        logits = np.asarray(
+            apply_net(
+                graphdef, net["params"], net["batch_stats"], normalize(rgb)[None], train=False
+            )[0][0]
+        )
+        labels = _read(out / "labels" / f"{name}.png")
+        assert labels.shape == rgb.shape[:2]
+        top2 = np.sort(logits, -1)[..., -2:]
+        clear = top2[..., 1] - top2[..., 0] > 1e-4  # ties may fall either way
+        assert clear.mean() > 0.99
+        np.testing.assert_array_equal(labels[clear], logits.argmax(-1)[clear])
+        colour = _read(out / "color" / f"{name}.png")
+        np.testing.assert_array_equal(colour, model.palette[labels])
+        overlay = _read(out / "overlay" / f"{name}.png")
+        np.testing.assert_array_equal(overlay, np.round(0.5 * rgb + 0.5 * colour).astype(np.uint8))
+
+
+def test_eval_of_best_and_latest_and_the_trainers_report(config, workdir, capsys):
+    out = cli.evaluate(config, workdir, step="best,latest")
+    assert [(w, s) for w, (s, _) in out.items()] == [("best", 2), ("latest", 4)]
+    printed = capsys.readouterr().out
+    best, latest = out["best"][1]["left"]["miou"], out["latest"][1]["left"]["miou"]
+    assert f"best (step 2) {100 * best:.2f}, latest (step 4) {100 * latest:.2f}" in printed
+    assert os.path.exists(os.path.join(workdir, "eval_validation_2.md"))
+    assert os.path.exists(os.path.join(workdir, "eval_validation_4.md"))
+    with pytest.raises(cli.ConfigError, match="--step='best,soon'"):
+        cli.parse_steps("best,soon")
+
+    checkpointer = checkpointing.Checkpointer(checkpoint_dir(workdir), read_only=True)
+    best_ckpt = evaluate.best_checkpoint(checkpointer)
+    assert best_ckpt == {"step": 2, "miou": 0.5}
+    line = evaluate.best_and_last_line(best_ckpt, 4, {"left": {"miou": 0.3}})
+    assert line == "left mIoU: last (step 4) 30.00, best (step 2) 50.00"

@@ -3,19 +3,56 @@
 import jax
 import optax
 
+LR_SCALING = ("none", "linear")
 
-def learning_rate_schedule(optim_config, total_steps: int) -> optax.Schedule:
-    """Poly decay lr * (1 - t / T) ** power, after an optional linear warmup from 0."""
+
+def peak_learning_rate(optim_config, global_batch: int | None = None) -> float:
+    """The learning rate at the top of the schedule.
+
+    `optim.lr_scaling`:
+      "none"   (default): `optim.lr` is the rate for the global batch as configured.
+      "linear": `optim.lr` is the rate for `optim.base_batch` labeled images per step and scales
+                with the global labeled batch, lr * batch_size_labeled / base_batch, so an override
+                of the batch size (or a run on more devices with a larger batch) keeps the lr per
+                image. `global_batch` is that labeled batch.
+    """
+    scaling = optim_config.get("lr_scaling", "none")
+    if scaling == "none":
+        return float(optim_config.lr)
+    if scaling != "linear":
+        raise ValueError(f"config.optim.lr_scaling must be one of {LR_SCALING}, got {scaling!r}")
+    base = optim_config.get("base_batch", None)
+    if not isinstance(base, int) or base <= 0:
+        raise ValueError(
+            f"config.optim.base_batch must be a positive integer with lr_scaling='linear' "
+            f"(the labeled batch that config.optim.lr is given for), got {base!r}"
+        )
+    if global_batch is None:
+        raise ValueError(
+            "config.optim.lr_scaling='linear' needs the global labeled batch "
+            "(config.batch_size_labeled): pass global_batch"
+        )
+    return float(optim_config.lr) * global_batch / base
+
+
+def learning_rate_schedule(
+    optim_config, total_steps: int, global_batch: int | None = None
+) -> optax.Schedule:
+    """Poly decay lr * (1 - t / T) ** power, after an optional linear warmup from 0.
+
+    lr is `peak_learning_rate(optim_config, global_batch)`.
+    """
+    lr = peak_learning_rate(optim_config, global_batch)
     warmup = int(optim_config.warmup_steps)
     poly = optax.polynomial_schedule(
-        init_value=optim_config.lr,
+        init_value=lr,
         end_value=0.0,
         power=optim_config.poly_power,
         transition_steps=max(total_steps - warmup, 1),
     )
     if warmup <= 0:
         return poly
-    ramp = optax.linear_schedule(0.0, optim_config.lr, warmup)
+    ramp = optax.linear_schedule(0.0, lr, warmup)
     return optax.join_schedules([ramp, poly], boundaries=[warmup])
 
 
@@ -26,11 +63,14 @@ def weight_decay_mask(params):
     )
 
 
-def make_optimizer(optim_config, total_steps: int) -> optax.GradientTransformation:
+def make_optimizer(
+    optim_config, total_steps: int, global_batch: int | None = None
+) -> optax.GradientTransformation:
     """PyTorch-style SGD: g + wd * w, then momentum, then -lr. One instance serves both nets."""
     return optax.chain(
         optax.add_decayed_weights(optim_config.weight_decay, mask=weight_decay_mask),
         optax.sgd(
-            learning_rate_schedule(optim_config, total_steps), momentum=optim_config.momentum
+            learning_rate_schedule(optim_config, total_steps, global_batch),
+            momentum=optim_config.momentum,
         ),
     )

@@ -1,6 +1,8 @@
-"""Data parallelism: one `data` mesh axis; batches sharded along it, state replicated.
+"""Data parallelism: a `data` mesh axis; batches sharded along it, state replicated.
 
-BatchNorm statistics inside a jitted step are then means over the global batch (SyncBN).
+BatchNorm statistics inside a jitted step are then means over the global batch (SyncBN). Other
+mesh axes (e.g. for model parallelism) may be added later: batches and the divisibility check use
+the `data` axis only, and the state stays replicated along every axis.
 """
 
 import jax
@@ -11,7 +13,10 @@ DATA_AXIS = "data"
 
 
 def make_mesh(devices=None) -> Mesh:
-    devices = jax.devices() if devices is None else devices
+    """A 1-D `data` mesh. Each process's devices form one contiguous block, so a process's rows of
+    a global batch are contiguous too: the per-host slice that input_pipeline reads."""
+    devices = jax.devices() if devices is None else list(devices)
+    devices = sorted(devices, key=lambda d: d.process_index)  # stable: keeps JAX's order within
     return Mesh(np.asarray(devices), (DATA_AXIS,))
 
 
@@ -23,21 +28,37 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, P())
 
 
+def data_parallel_size(mesh: Mesh) -> int:
+    """How many ways a batch is split: the size of the `data` axis."""
+    return mesh.shape[DATA_AXIS]
+
+
 def check_divisible(global_batch: int, mesh: Mesh, name: str) -> None:
-    if global_batch % mesh.size:
+    n = data_parallel_size(mesh)
+    if global_batch % n:
         raise ValueError(
-            f"config.{name}={global_batch} must divide by the number of devices "
-            f"({mesh.size}); choose a multiple of {mesh.size}"
+            f"config.{name}={global_batch} must divide by the number of devices ({n}); "
+            f"choose a multiple of {n}"
         )
 
 
 def global_batch(local_batch: dict, mesh: Mesh) -> dict:
-    """Per-process numpy arrays -> global jax.Arrays sharded along `data`."""
+    """Per-process numpy arrays -> global jax.Arrays sharded along `data`.
+
+    Each process passes its own contiguous rows; in process order they make the global batch.
+    """
     sharding = batch_sharding(mesh)
-    return {
-        k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
-        for k, v in local_batch.items()
-    }
+    local_shards = mesh.local_mesh.shape[DATA_AXIS]
+    out = {}
+    for key, value in local_batch.items():
+        value = np.asarray(value)
+        if value.shape[0] % local_shards:
+            raise ValueError(
+                f"batch field {key!r}: {value.shape[0]} rows on this process do not divide over "
+                f"its {local_shards} devices"
+            )
+        out[key] = jax.make_array_from_process_local_data(sharding, value)
+    return out
 
 
 def process_local_rows(array: jax.Array) -> np.ndarray:

@@ -1,0 +1,199 @@
+"""Two processes joined by jax.distributed on localhost (2 CPU devices each) train like one process
+with 4 devices; their checkpoint restores and evaluates in one process; only process 0 writes logs.
+
+The processes run tests/run_multihost.py; see there for what each one does.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from cps_jax import distributed
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "tests", "run_multihost.py")
+TOTAL_STEPS = 4  # configs/demo.py:runlocal; evaluation and checkpoints at steps 2 and 4
+
+# Float32 sums in another order (gloo's all-reduce across processes) are all that differs.
+ATOL, RTOL = 1e-5, 1e-4
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def _env(num_devices: int) -> dict:
+    return {
+        **os.environ,
+        "PYTHONPATH": ROOT,
+        "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": f"--xla_force_host_platform_device_count={num_devices}",
+    }
+
+
+def _run_all(commands, env, cwd, timeout=600):
+    """Starts all commands at once; (returncode, combined output) of each. Kills all on timeout."""
+    procs = [
+        subprocess.Popen(
+            c, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd
+        )
+        for c in commands
+    ]
+    try:
+        outputs = [p.communicate(timeout=timeout)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    return [(p.returncode, out) for p, out in zip(procs, outputs)]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("multihost")
+    data_dir, multi, single = str(tmp / "data"), str(tmp / "multi"), str(tmp / "single")
+    port = _free_port()
+    workers = _run_all(
+        [
+            [
+                sys.executable,
+                SCRIPT,
+                "worker",
+                str(i),
+                "2",
+                str(port),
+                multi,
+                data_dir,
+                str(tmp / "multi.npz"),
+            ]
+            for i in range(2)
+        ],
+        _env(2),
+        cwd=str(tmp),
+    )
+    for i, (code, out) in enumerate(workers):
+        assert code == 0, f"process {i}:\n{out[-4000:]}"
+    [(code, out)] = _run_all(
+        [[sys.executable, SCRIPT, "single", single, data_dir, multi, str(tmp / "single.npz")]],
+        _env(4),
+        cwd=str(tmp),
+    )
+    assert code == 0, out[-4000:]
+    load = lambda name: dict(np.load(tmp / name))  # noqa: E731
+    return {
+        "multi": load("multi.npz"),
+        "single": load("single.npz"),
+        "logs": [out for _, out in workers],
+        "workdir": multi,
+    }
+
+
+@pytest.mark.slow
+def test_two_processes_train_like_one_process_with_four_devices(runs):
+    multi, single = runs["multi"], runs["single"]
+    keys = [k for k in multi if k.startswith("nets")]
+    assert any("['batch_stats']" in k for k in keys) and any("['params']" in k for k in keys)
+    for key in keys:
+        np.testing.assert_allclose(multi[key], single[key], atol=ATOL, rtol=RTOL, err_msg=key)
+
+
+@pytest.mark.slow
+def test_the_multi_process_checkpoint_restores_and_evaluates_in_one_process(runs):
+    multi, single = runs["multi"], runs["single"]
+    assert int(single["step"]) == TOTAL_STEPS
+    for key in (k for k in multi if k.startswith("nets")):
+        restored = single["restored" + key[len("nets") :]]
+        np.testing.assert_array_equal(restored, multi[key], err_msg=key)
+    for net in ("left", "right", "ensemble"):
+        for metric in ("miou", "iou"):
+            np.testing.assert_allclose(
+                single[f"restored_eval/{net}/{metric}"], multi[f"eval/{net}/{metric}"], rtol=1e-6
+            )
+
+
+@pytest.mark.slow
+def test_every_process_saves_its_data_iterator_state(runs):
+    checkpoints = os.path.join(runs["workdir"], "checkpoints")
+    steps = sorted(int(s) for s in os.listdir(checkpoints) if s.isdigit())
+    assert steps == [2, TOTAL_STEPS]
+    for step in steps:
+        files = sorted(os.listdir(os.path.join(checkpoints, str(step), "data")))
+        states = [f for f in files if f.startswith("process_")]
+        assert states == ["process_0-of-2.json", "process_1-of-2.json"], files
+        positions = [
+            json.load(open(os.path.join(checkpoints, str(step), "data", f))) for f in states
+        ]
+        assert positions == [{"next_index": step}] * 2  # each consumed `step` batches
+
+
+@pytest.mark.slow
+def test_only_process_0_logs_prints_and_prepares_the_data(runs):
+    workdir, (log0, log1) = runs["workdir"], runs["logs"]
+    lines = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+    train_steps = [line["step"] for line in lines if "train/loss" in line]
+    assert train_steps == list(range(1, TOTAL_STEPS + 1))  # once each: a second writer would repeat
+    assert os.path.exists(os.path.join(workdir, "images", f"eval_{TOTAL_STEPS:06d}.png"))
+    assert f"step {TOTAL_STEPS}/{TOTAL_STEPS}" in log0 and "Results at step" in log0
+    assert "steps/s" not in log1 and "Results at step" not in log1 and "eval @" not in log1
+    # Process 0 generated the data set; process 1 waited for it and only opened it.
+    assert "Downloading and preparing dataset" in log0
+    assert "Downloading and preparing dataset" not in log1
+
+
+# Where the distributed parameters come from (no JAX backend involved).
+
+
+def test_flags_take_precedence_over_environment_variables():
+    env = {"JAX_COORDINATOR_ADDRESS": "h:1", "JAX_NUM_PROCESSES": "4", "JAX_PROCESS_ID": "3"}
+    assert distributed.resolve(environ=env) == {
+        "coordinator_address": "h:1",
+        "num_processes": 4,
+        "process_id": 3,
+    }
+    assert distributed.resolve("g:2", 8, 5, environ=env) == {
+        "coordinator_address": "g:2",
+        "num_processes": 8,
+        "process_id": 5,
+    }
+    assert distributed.resolve(environ={}) == dict.fromkeys(
+        ("coordinator_address", "num_processes", "process_id")
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs, env, message",
+    [
+        ({}, {"JAX_NUM_PROCESSES": "two"}, "JAX_NUM_PROCESSES: expected an integer, got 'two'"),
+        (
+            {"num_processes": 2, "process_id": 2},
+            {},
+            r"--process_id / JAX_PROCESS_ID=2 must be in \[0, 2\)",
+        ),
+        ({"num_processes": 0}, {}, "must be >= 1"),
+    ],
+)
+def test_bad_parameters_are_named(kwargs, env, message):
+    with pytest.raises(ValueError, match=message):
+        distributed.resolve(**kwargs, environ=env)
+
+
+def test_one_process_is_a_no_op():
+    assert distributed.initialize(num_processes=1, environ={}) is False
+
+
+def test_incomplete_flags_without_a_cluster_stop_with_a_clear_error(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "cps_jax.main", "--config=configs/demo.py:runlocal",
+         f"--workdir={tmp_path}", "--num_processes=2"],
+        capture_output=True, text=True, cwd=ROOT, env=_env(1), timeout=300,
+    )  # fmt: skip
+    assert out.returncode != 0
+    assert "error: distributed start-up" in out.stderr and "--coordinator_address" in out.stderr
+    assert "Traceback" not in out.stderr

@@ -50,6 +50,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.total_steps = 1000
     config.eval_batch_size = 20
 
+    # How evaluation and cps-predict run a net (cps_jax/inference.py). The reference evaluates
+    # with mode="sliding", window = crop size, stride = ceil(2/3 window), one scale, no flip.
+    config.eval = ml_collections.ConfigDict()
+    config.eval.mode = "whole"  # or "sliding"
+    config.eval.window = ()  # (h, w); () -> config.data.crop_size
+    config.eval.stride = ()  # (h, w); () -> ceil(2/3 window)
+    config.eval.scales = (1.0,)  # multi-scale: e.g. (0.75, 1.0, 1.25); logits averaged
+    config.eval.flip = False  # also predict the mirrored image; logits averaged
+    config.eval.pad_multiple = 1  # batch canvases rounded up to this: fewer compiled shapes
+
     config.model = ml_collections.ConfigDict()
     config.model.backbone = "resnet18"
     config.model.stem = "deep"
@@ -59,6 +69,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model.low_level_channels = 24
     config.model.decoder_channels = 64
     config.model.dtype = "float32"
+    config.model.pretrained = ""  # backbone weights: an .npz from cps-convert-weights
 
     config.loss = ml_collections.ConfigDict()
     config.loss.supervised = "ce"  # or "ohem"
@@ -69,6 +80,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         "mean"  # "mean": the reference code; "sum": the paper's L_cps^l + L_cps^u
     )
     config.loss.joint_bn = False  # True: labeled and unlabeled images share one forward call
+    config.loss.consistency = "cps"  # "cpc": the other net's probabilities (CCT-style ablation)
+    config.loss.cps_on = "both"  # "both" (paper), "labeled", "unlabeled" (the code, with CutMix)
+    config.loss.cutmix_pseudo_bn = "train"  # BN of the no-gradient CutMix passes: "train" | "eval"
+    config.loss.consistency_weight = 1.0  # mean_teacher / cutmix_seg
+    config.loss.consistency_rampup_steps = 200
+    config.loss.ema_decay = 0.99
+
+    config.cutmix = ml_collections.ConfigDict()
+    config.cutmix.num_boxes = 3
+    config.cutmix.area_range = (0.25, 0.5)
+    config.cutmix.random_aspect_ratio = True
 
     config.optim = ml_collections.ConfigDict()
     config.optim.lr = 0.02
@@ -76,6 +98,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.optim.weight_decay = 1e-4
     config.optim.poly_power = 0.9
     config.optim.warmup_steps = 0
+    # "none": lr is for the global batch as configured; "linear": lr is for base_batch labeled
+    # images and the code scales it by batch_size_labeled / base_batch (overrides follow).
+    config.optim.lr_scaling = "none"
+    config.optim.base_batch = 8  # the reference's 8 labeled (+ 8 unlabeled) images per step
 
     config.log_every = 50
     config.eval_every = 500

@@ -9,7 +9,9 @@ import numpy as np
 import grain
 import grain.experimental
 
+from cps_jax import inference
 from cps_jax.data import partitions, transforms
+from cps_jax.train_step import uses_two_unlabeled, uses_unlabeled
 
 
 class Subset:
@@ -86,9 +88,9 @@ def per_host_batch(global_batch: int, process_count: int, name: str) -> int:
 
 
 def train_dataset(config, data, *, process_index: int = 0, process_count: int = 1):
-    """IterDataset of dicts image_l, mask_l, image_u, mask_u (per-host batches of numpy arrays).
-
-    mask_u is kept for diagnostics only; no loss reads it.
+    """IterDataset of per-host batches (dicts of numpy arrays): image_l, mask_l; for semi-supervised
+    methods image_u, mask_u; for CutMix methods also image_u1, mask_u1, a second, independently
+    shuffled unlabeled stream. The mask_u* are for diagnostics only; no loss reads them.
     """
     labeled, unlabeled = partitions.partition(
         data.train_ids(),
@@ -103,29 +105,38 @@ def train_dataset(config, data, *, process_index: int = 0, process_count: int = 
         num_classes=data.num_classes,
         split=f"{data.name}/train",
     )
-    lab = _stream(
-        data.train,
-        labeled,
-        seed=2 * config.seed,
-        global_batch=config.batch_size_labeled,
-        batch_name="config.batch_size_labeled",
-        **common,
-    )
-    unl = _stream(
-        data.train,
-        unlabeled,
-        seed=2 * config.seed + 10_007,
-        global_batch=config.batch_size_unlabeled,
-        batch_name="config.batch_size_unlabeled",
-        **common,
-    )
-    length = min(len(lab), len(unl))  # both are "infinite"; zip needs equal lengths
-    zipped = grain.experimental.ZipMapDataset(parents=[lab[:length], unl[:length]]).map(
-        lambda pair: {
-            "image_l": pair[0]["image"],
-            "mask_l": pair[0]["mask"],
-            "image_u": pair[1]["image"],
-            "mask_u": pair[1]["mask"],
+    streams = {
+        "l": _stream(
+            data.train,
+            labeled,
+            seed=2 * config.seed,
+            global_batch=config.batch_size_labeled,
+            batch_name="config.batch_size_labeled",
+            **common,
+        )
+    }
+    unlabeled_streams = []
+    if uses_unlabeled(config.method):
+        unlabeled_streams.append("u")
+    if uses_two_unlabeled(config.method):
+        unlabeled_streams.append("u1")
+    unlabeled_source, unlabeled = data.unlabeled_pool(unlabeled)  # + images without masks
+    for i, name in enumerate(unlabeled_streams):
+        streams[name] = _stream(
+            unlabeled_source,
+            unlabeled,
+            seed=2 * config.seed + 10_007 * (i + 1),
+            global_batch=config.batch_size_unlabeled,
+            batch_name="config.batch_size_unlabeled",
+            **common,
+        )
+    names = list(streams)
+    length = min(len(ds) for ds in streams.values())  # all are "infinite"; zip needs one length
+    zipped = grain.experimental.ZipMapDataset(parents=[streams[n][:length] for n in names]).map(
+        lambda batches: {
+            f"{field}_{name}": batch[field]
+            for name, batch in zip(names, batches)
+            for field in ("image", "mask")
         }
     )
     threads = int(config.data.worker_threads)
@@ -143,28 +154,38 @@ def eval_batches(
     process_index: int = 0,
     process_count: int = 1,
     worker_threads: int = 0,
+    options: inference.InferenceOptions = inference.InferenceOptions(),
 ):
-    """Iterable of per-host batches {image, mask, weight, index}; the last is padded (weight 0), never dropped.
+    """Iterable of per-host batches {image, mask, size, weight, index}; the last is padded (weight
+    0), never dropped.
 
-    Every host yields the same number of batches (the global count), so collective evaluation steps match.
+    Images of any sizes: each batch is padded bottom/right (image 0.0, mask IGNORE_LABEL) to a
+    canvas, `inference.canvas_size` of its images (at least the sliding window, rounded up to
+    `options.pad_multiple`); `size` is each image's own (height, width). Every host yields the same
+    number of batches (the global count), so collective evaluation steps match.
     """
     per_host = per_host_batch(batch_size, process_count, "config.eval_batch_size")
     num_batches = -(-len(source) // batch_size)
 
     def load_batch(b):
-        items, weights, indices = [], [], []
-        for j in range(per_host):
-            i = b * batch_size + process_index * per_host + j
-            real = i < len(source)
-            image, mask = _decode(source[i if real else 0], num_classes=num_classes, split=split)
-            items.append(transforms.eval_transform(image, mask))
-            weights.append(float(real))
-            indices.append(i if real else -1)
+        first = b * batch_size + process_index * per_host
+        real = [i for i in range(first, first + per_host) if i < len(source)]
+        decoded = [_decode(source[i], num_classes=num_classes, split=split) for i in real]
+        sizes = [mask.shape[:2] for _, mask in decoded]
+        canvas = inference.canvas_size(sizes, options)
+        items = [transforms.eval_transform(im, m, pad_hw=canvas) for im, m in decoded]
+        filler = per_host - len(items)  # past the end: blank images that count nothing
         return {
-            "image": np.stack([it["image"] for it in items]),
-            "mask": np.stack([it["mask"] for it in items]),
-            "weight": np.asarray(weights, np.float32),
-            "index": np.asarray(indices, np.int32),
+            "image": np.stack(
+                [it["image"] for it in items] + [np.zeros((*canvas, 3), np.float32)] * filler
+            ),
+            "mask": np.stack(
+                [it["mask"] for it in items]
+                + [np.full(canvas, transforms.IGNORE_LABEL, np.int32)] * filler
+            ),
+            "size": np.asarray(sizes + [canvas] * filler, np.int32).reshape(per_host, 2),
+            "weight": np.asarray([1.0] * len(items) + [0.0] * filler, np.float32),
+            "index": np.asarray(real + [-1] * filler, np.int32),
         }
 
     ds = grain.MapDataset.range(num_batches).map(load_batch)

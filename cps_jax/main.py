@@ -1,8 +1,17 @@
 """Command-line entry points: cps-train, cps-eval, cps-prepare.
 
 cps-train --config configs/demo.py --workdir runs/demo [--config.total_steps=200 ...]
-cps-eval  --config configs/demo.py --workdir runs/demo [--step latest|best|N]
+cps-eval  --config configs/demo.py --workdir runs/demo [--step latest|best|N|best,latest]
 cps-prepare --config configs/demo.py
+cps-prepare cityscapes|voc_aug --manual_dir DOWNLOADS [--data_dir DATA]
+cps-prepare image_folder --folder MY_DATA [--val_fraction 1/10] [--data_dir DATA]
+cps-export --config configs/demo.py --workdir runs/demo --step best --net left --output model.cpsj
+cps-predict --model model.cpsj --input photos/ --output predictions/ [--mode sliding --flip]
+cps-predict --config configs/demo.py --workdir runs/demo --step best --input 'a/*.jpg' --output out
+
+Multi-host, one process per host: on Cloud TPU pod slices, SLURM and Open MPI nothing more is
+needed; elsewhere add --coordinator_address HOST:PORT --num_processes N --process_id I on each host
+(or set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID).
 """
 
 import sys
@@ -10,15 +19,73 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from cps_jax import cli
+from cps_jax import cli, datasets, distributed
+from cps_jax.data.archives import DataError
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
     "config", None, "Path to a config file, e.g. configs/demo.py[:arg].", lock_config=True
 )
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and images.")
-flags.DEFINE_string("step", "latest", "cps-eval: checkpoint to evaluate: latest, best, or a step.")
+flags.DEFINE_string(
+    "step",
+    "latest",
+    "cps-eval, cps-export, cps-predict: the checkpoint: latest, best, or a step number; cps-eval "
+    "also takes several, separated by commas (best,latest).",
+)
 flags.DEFINE_string("split", "validation", "cps-eval: split to evaluate.")
+flags.DEFINE_string(
+    "data_dir", None, "cps-prepare NAME: where prepared data go (else $CPS_DATA_DIR, else ./data)."
+)
+flags.DEFINE_string(
+    "manual_dir",
+    None,
+    "cps-prepare cityscapes|voc_aug: the folder holding the downloaded archives.",
+)
+flags.DEFINE_string(
+    "folder", None, "cps-prepare image_folder: the data-set folder (images/, masks/, classes.json)."
+)
+flags.DEFINE_string(
+    "val_fraction",
+    None,
+    "cps-prepare image_folder: share of images/ held out for validation when there is no val/ "
+    "(default 1/10).",
+)
+_PREPARE_FLAGS = ("data_dir", "manual_dir", "folder", "val_fraction")
+flags.DEFINE_enum(
+    "net", "left", ["left", "right", "both"], "cps-export, cps-predict: which net (both: ensemble)."
+)
+flags.DEFINE_string("output", None, "cps-export: the model file; cps-predict: the output folder.")
+flags.DEFINE_string(
+    "model", None, "cps-predict: a model file from cps-export (no --config needed)."
+)
+flags.DEFINE_string(
+    "input", None, "cps-predict: an image file, a folder, or a glob ('a/**/*.png')."
+)
+flags.DEFINE_enum(
+    "ids",
+    "train",
+    ["train", "dataset"],
+    "cps-predict: label PNG values: train ids, or the data set's ids (Cityscapes labelIds).",
+)
+flags.DEFINE_list("outputs", ["labels", "color", "overlay"], "cps-predict: what to write.")
+flags.DEFINE_float("alpha", 0.5, "cps-predict: opacity of the palette in overlays.")
+flags.DEFINE_integer("batch_size", None, "cps-predict: images per batch (default eval_batch_size).")
+flags.DEFINE_enum("mode", None, ["whole", "sliding"], "cps-predict: override config.eval.mode.")
+flags.DEFINE_list("window", None, "cps-predict: override config.eval.window, e.g. 512,512.")
+flags.DEFINE_list("stride", None, "cps-predict: override config.eval.stride, e.g. 342,342.")
+flags.DEFINE_list("scales", None, "cps-predict: override config.eval.scales, e.g. 0.75,1,1.25.")
+flags.DEFINE_bool("flip", None, "cps-predict: override config.eval.flip.")
+flags.DEFINE_integer("pad_multiple", None, "cps-predict: override config.eval.pad_multiple.")
+flags.DEFINE_string(
+    "coordinator_address",
+    None,
+    "Multi-host: HOST:PORT of process 0 (else JAX_COORDINATOR_ADDRESS).",
+)
+flags.DEFINE_integer(
+    "num_processes", None, "Multi-host: number of processes (else JAX_NUM_PROCESSES)."
+)
+flags.DEFINE_integer("process_id", None, "Multi-host: this process, 0..N-1 (else JAX_PROCESS_ID).")
 
 
 def _require(*names):
@@ -27,21 +94,103 @@ def _require(*names):
         raise app.UsageError("missing required flag(s): " + ", ".join(f"--{n}" for n in missing))
 
 
+def _init_distributed():
+    """Joins the other processes of a multi-host run (no-op for one process), before any JAX use."""
+    try:
+        distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    except ValueError as error:
+        raise cli.ConfigError(str(error)) from error
+
+
 def _train(argv):
     del argv
     _require("config", "workdir")
+    _init_distributed()
     cli.train(FLAGS.config, FLAGS.workdir)
 
 
 def _eval(argv):
     del argv
     _require("config", "workdir")
+    _init_distributed()
     cli.evaluate(FLAGS.config, FLAGS.workdir, step=FLAGS.step, split=FLAGS.split)
 
 
-def _prepare(argv):
+def _export(argv):
     del argv
+    _require("config", "workdir", "output")
+    cli.export_model(
+        FLAGS.config, FLAGS.workdir, step=FLAGS.step, net=FLAGS.net, output=FLAGS.output
+    )
+
+
+def _inference_overrides() -> dict:
+    """The InferenceOptions fields given on the command line."""
+
+    def numbers(name, kind):
+        values = getattr(FLAGS, name)
+        if values is None:
+            return None
+        try:
+            return tuple(kind(v) for v in values)
+        except ValueError as error:
+            raise cli.ConfigError(f"--{name}={','.join(values)}: {error}") from error
+
+    given = {
+        "mode": FLAGS.mode,
+        "window": numbers("window", int),
+        "stride": numbers("stride", int),
+        "scales": numbers("scales", float),
+        "flip": FLAGS.flip,
+        "pad_multiple": FLAGS.pad_multiple,
+    }
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def _predict(argv):
+    del argv
+    _require("input", "output")
+    model = cli.load_model(
+        model_file=FLAGS.model,
+        config=FLAGS.config,
+        workdir=FLAGS.workdir,
+        step=FLAGS.step,
+        net=FLAGS.net,
+    )
+    failed = cli.predict(
+        model,
+        FLAGS.input,
+        FLAGS.output,
+        overrides=_inference_overrides(),
+        batch_size=FLAGS.batch_size,
+        ids=FLAGS.ids,
+        outputs=tuple(FLAGS.outputs),
+        alpha=FLAGS.alpha,
+    )
+    if failed:
+        sys.exit(f"error: {len(failed)} file(s) could not be read (listed above)")
+
+
+def _prepare(argv):
+    names = argv[1:]
+    fields = {f: getattr(FLAGS, f) for f in _PREPARE_FLAGS}
+    if names:
+        if len(names) > 1 or FLAGS.config is not None:
+            raise app.UsageError(
+                f"cps-prepare takes one data-set name ({', '.join(datasets.NAMES)}) or --config, "
+                f"not both; got {' '.join(names)}" + (" and --config" if FLAGS.config else "")
+            )
+        _init_distributed()
+        cli.prepare_dataset(names[0], **fields)
+        return
     _require("config")
+    given = [f"--{f}" for f, v in fields.items() if v is not None]
+    if given:
+        raise app.UsageError(
+            f"{', '.join(given)}: only with a data-set name; with --config use "
+            "--config.data.<field>=... (e.g. --config.data.manual_dir=DIR)"
+        )
+    _init_distributed()
     cli.prepare(FLAGS.config)
 
 
@@ -60,7 +209,7 @@ def _parse_flags(argv):
 def _run(main):
     try:
         app.run(main, flags_parser=_parse_flags)
-    except cli.ConfigError as error:  # bad user input: the message, not a traceback
+    except (cli.ConfigError, DataError) as error:  # bad user input: the message, not a traceback
         sys.exit(f"error: {error}")
 
 
@@ -74,6 +223,14 @@ def eval_main():
 
 def prepare_main():
     _run(_prepare)
+
+
+def export_main():
+    _run(_export)
+
+
+def predict_main():
+    _run(_predict)
 
 
 if __name__ == "__main__":

@@ -9,18 +9,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from cps_jax import checkpointing, datasets, evaluate, input_pipeline, logging_utils, parallel
-from cps_jax import visualize
+from cps_jax import distributed, visualize
 from cps_jax.optim import learning_rate_schedule, make_optimizer
 from cps_jax.state import create_train_state, net_graphdef
-from cps_jax.train_step import make_train_step
-
-SUPPORTED_METHODS = ("cps",)
-TRAIN_KEYS = ("image_l", "mask_l", "image_u")  # what the step reads; mask_u stays on the host
+from cps_jax.train_step import METHODS, make_train_step
 
 
 def validate_config(config, mesh) -> None:
-    if config.method not in SUPPORTED_METHODS:
-        raise ValueError(f"config.method: {config.method!r} is not one of {SUPPORTED_METHODS}")
+    if config.method not in METHODS:
+        raise ValueError(f"config.method: {config.method!r} is not one of {METHODS}")
     for name in ("batch_size_labeled", "batch_size_unlabeled"):
         parallel.check_divisible(config[name], mesh, name)
     if config.eval_every % config.checkpoint_every:
@@ -42,13 +39,19 @@ class Trainer:
         self.config, self.workdir = config, workdir
         self.mesh = mesh or parallel.make_mesh()
         validate_config(config, self.mesh)
-        self.data = data or datasets.load(config.data)
+        # Process 0 prepares the data set; the others open it once it is there.
+        self.data = data or distributed.process_zero_first(
+            lambda: datasets.load(config.data), "prepare data"
+        )
         self.graphdef = net_graphdef(config.model, self.data.num_classes)
-        self.lr_schedule = learning_rate_schedule(config.optim, config.total_steps)
-        self.tx = make_optimizer(config.optim, config.total_steps)
+        batch = config.batch_size_labeled  # what optim.lr_scaling scales by
+        self.lr_schedule = learning_rate_schedule(config.optim, config.total_steps, batch)
+        self.tx = make_optimizer(config.optim, config.total_steps, batch)
         replicated = parallel.replicated(self.mesh)
         self.init_fn = jax.jit(
-            lambda rng: create_train_state(config.model, self.data.num_classes, self.tx, rng),
+            lambda rng: create_train_state(
+                config.model, self.data.num_classes, self.tx, rng, config.method
+            ),
             out_shardings=replicated,
         )
         self.step_fn = jax.jit(
@@ -57,13 +60,12 @@ class Trainer:
             out_shardings=(replicated, replicated),
             donate_argnums=0,
         )
-        self.evaluator = evaluate.Evaluator(
+        self.evaluator = evaluate.Evaluator.from_config(
+            config,
             self.graphdef,
             self.data,
+            self.mesh,
             split="validation",
-            batch_size=config.eval_batch_size,
-            mesh=self.mesh,
-            worker_threads=config.data.worker_threads,
             num_visualize=config.num_visualize,
         )
         self.checkpointer = checkpointing.Checkpointer(
@@ -92,7 +94,7 @@ class Trainer:
         step = self.checkpointer.latest_step()
         if step is None:
             return self.initial_state()
-        print(f"Resuming from step {step} in {checkpoint_dir(self.workdir)}", flush=True)
+        distributed.print_main(f"Resuming from step {step} in {checkpoint_dir(self.workdir)}")
         return self.checkpointer.restore(step, self.abstract_state(), data_iterator)
 
     def evaluate(self, state, step: int, logger) -> dict:
@@ -133,7 +135,9 @@ class Trainer:
         results, metric_sum, metric_count = None, None, 0
         for step in range(start_step, last):
             local = next(data_iterator)
-            batch = parallel.global_batch({k: local[k] for k in TRAIN_KEYS}, self.mesh)
+            # Masks of unlabeled images are for diagnostics only: they never reach the device.
+            step_inputs = {k: v for k, v in local.items() if not k.startswith("mask_u")}
+            batch = parallel.global_batch(step_inputs, self.mesh)
             # Folding the step in makes a resumed run draw the same randomness as an uninterrupted one.
             rng = jax.random.key_data(jax.random.fold_in(base_rng, step))
             state, metrics = self.step_fn(state, batch, rng)
@@ -164,22 +168,29 @@ class Trainer:
         self.checkpointer.wait()
         logger.close()
         if jax.process_index() == 0:
-            write_results(
-                self.workdir, self.data.class_names, results, step=int(jax.device_get(state.step))
-            )
+            step = int(jax.device_get(state.step))
+            best = evaluate.best_checkpoint(self.checkpointer)
+            write_results(self.workdir, self.data.class_names, results, step=step, best=best)
+            print(evaluate.best_and_last_line(best, step, results), flush=True)
         self.state = state
         return results
 
 
-def write_results(workdir: str, class_names, results: dict, *, step: int, name: str = "results"):
-    """`<name>.json` and a per-class markdown table `<name>.md` in the workdir; prints the table."""
+def write_results(
+    workdir: str, class_names, results: dict, *, step: int, name: str = "results", best=None
+):
+    """`<name>.json` and a per-class markdown table `<name>.md` in the workdir; prints the table.
+    `best`: {step, miou} of the best checkpoint, recorded next to these (last) results."""
     table = logging_utils.per_class_table(class_names, results)
     print(f"\nResults at step {step}:\n{table}", flush=True)
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, f"{name}.md"), "w") as f:
         f.write(f"Step {step}\n\n{table}\n")
+        if best:
+            f.write("\n" + evaluate.best_and_last_line(best, step, results) + "\n")
     payload = {
         "step": step,
+        **({"best": best} if best else {}),
         "class_names": list(class_names),
         **{
             net: {

@@ -59,3 +59,72 @@ def test_unknown_field_is_named_in_the_error():
 def test_wrong_type_is_named_in_the_error():
     out = _flags("--config=configs/demo.py", "--config.model.width=wide")
     assert out.returncode != 0 and "width" in out.stderr and "wide" in out.stderr
+
+
+CONFIG_VARIANTS = [
+    ("demo.py", None),
+    ("ssl_table.py", "method=cutmix_seg,split=1/4,seed=1"),
+    ("paper.py", "dataset=voc,split=1/2,backbone=r101,cutmix=False"),
+    ("voc.py", "split=1/16,backbone=r50,cutmix=True"),
+    ("cityscapes.py", "split=1/8,backbone=r101,cutmix=False"),
+    ("cityscapes.py", "split=1/4,cutmix=True"),
+]
+
+
+def test_every_config_file_has_a_variant_below():
+    names = {os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "configs", "[a-z]*.py"))}
+    assert names == {name for name, _ in CONFIG_VARIANTS}
+
+
+@pytest.mark.parametrize("name,arg", CONFIG_VARIANTS)
+def test_every_config_runs_two_training_steps_with_a_tiny_model(name, arg):
+    import jax
+    import numpy as np
+
+    from cps_jax.optim import learning_rate_schedule, make_optimizer
+    from cps_jax.state import create_train_state, net_graphdef
+    from cps_jax.train_step import make_train_step, uses_two_unlabeled
+
+    path = os.path.join(ROOT, "configs", name)
+    spec = importlib.util.spec_from_file_location("config_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config(arg)
+    # Everything the config says (method, losses, optimizer) except the network's size.
+    tiny = demo.get_config("runlocal").model
+    config.model.update(
+        {
+            k: tiny[k]
+            for k in (
+                "backbone",
+                "width",
+                "aspp_channels",
+                "low_level_channels",
+                "decoder_channels",
+            )
+        }
+    )
+    num_classes, n, size = 19, 2, 32
+    tx = make_optimizer(config.optim, config.total_steps, n)
+    state = create_train_state(
+        config.model, num_classes, tx, jax.random.key_data(jax.random.key(0)), config.method
+    )
+    step = jax.jit(
+        make_train_step(
+            net_graphdef(config.model, num_classes),
+            config,
+            tx,
+            learning_rate_schedule(config.optim, config.total_steps, n),
+        )
+    )
+    rng = np.random.default_rng(0)
+    batch = {
+        "image_l": rng.normal(size=(n, size, size, 3)).astype(np.float32),
+        "mask_l": rng.integers(0, num_classes, (n, size, size)).astype(np.int32),
+        "image_u": rng.normal(size=(n, size, size, 3)).astype(np.float32),
+    }
+    if uses_two_unlabeled(config.method):
+        batch["image_u1"] = rng.normal(size=(n, size, size, 3)).astype(np.float32)
+    for i in range(2):
+        state, metrics = step(state, batch, jax.random.key_data(jax.random.key(i)))
+    assert int(state.step) == 2 and np.isfinite(float(metrics["loss"]))

@@ -1,0 +1,20 @@
+r"""The paper's cityscapes setting: `configs/paper.py` with dataset=cityscapes.
+
+  cps-train --config configs/cityscapes.py:split=1/8,backbone=r101,cutmix=True --workdir runs/cityscapes \
+      --config.model.pretrained=resnet101_v1c.npz
+
+Args: split=1/16|1/8|1/4|1/2, backbone=r50|r101, cutmix=True|False, method=<override>.
+"""
+
+import importlib.util
+import os
+
+_spec = importlib.util.spec_from_file_location(
+    "cps_config_paper", os.path.join(os.path.dirname(os.path.abspath(__file__)), "paper.py")
+)
+paper = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(paper)
+
+
+def get_config(arg: str | None = None):
+    return paper.get_config(f"dataset=cityscapes,{arg or ''}")

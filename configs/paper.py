@@ -1,0 +1,100 @@
+r"""The paper's settings (the reference code's hyper-parameters) for PASCAL VOC 2012 aug and
+Cityscapes; `configs/voc.py` and `configs/cityscapes.py` call this with their data set.
+
+  cps-train --config configs/paper.py:dataset=voc,split=1/8,backbone=r50,cutmix=False --workdir runs/voc
+
+Args (comma separated): dataset=voc|cityscapes, split=1/16|1/8|1/4|1/2, backbone=r50|r101,
+cutmix=True|False, method=<overrides cps / cps_cutmix, e.g. supervised>.
+Bring an ImageNet ResNet: --config.model.pretrained=resnet50_v1c.npz (see cps-convert-weights).
+"""
+
+import importlib.util
+import os
+
+# Per data set: what the reference trains with (REFERENCE: "Optimisation and data", "Losses").
+DATASETS = {
+    "voc": dict(
+        name="voc_aug",
+        crop=512,
+        lr=0.01,
+        steps=40_000,
+        weight=1.5,
+        weight_cutmix=1.0,
+        supervised="ce",
+    ),
+    "cityscapes": dict(
+        name="cityscapes",
+        crop=800,
+        lr=0.02,
+        steps=44_500,
+        weight=6.0,
+        weight_cutmix=5.0,
+        supervised="ohem",
+    ),
+}
+BACKBONES = {"r50": "resnet50", "r101": "resnet101"}
+
+
+def _sibling(name: str):
+    """Loads configs/<name>.py by path (configs are files, not an installed package)."""
+    spec = importlib.util.spec_from_file_location(
+        f"cps_config_{name}", os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _flag(value) -> bool:
+    if str(value).lower() in ("true", "1", "yes"):
+        return True
+    if str(value).lower() in ("false", "0", "no"):
+        return False
+    raise ValueError(f"config arg cutmix: expected True or False, got {value!r}")
+
+
+def get_config(arg: str | None = None):
+    demo = _sibling("demo")
+    args = demo.parse_arg(arg)
+    dataset = str(args.get("dataset", "voc"))
+    if dataset not in DATASETS:
+        raise ValueError(f"config arg dataset: expected one of {sorted(DATASETS)}, got {dataset!r}")
+    backbone = str(args.get("backbone", "r50"))
+    if backbone not in BACKBONES:
+        raise ValueError(f"config arg backbone: expected r50 or r101, got {backbone!r}")
+    use_cutmix = _flag(args.get("cutmix", False))
+    spec = DATASETS[dataset]
+
+    config = demo.get_config(f"split={args.get('split', '1/8')}")
+    config.method = str(args.get("method", "cps_cutmix" if use_cutmix else "cps"))
+    config.data.name = spec["name"]
+    config.data.manual_dir = ""
+    config.data.crop_size = (spec["crop"], spec["crop"])
+    config.data.scales = (0.5, 0.75, 1.0, 1.5, 1.75, 2.0)
+    config.data.worker_threads = 8
+    config.batch_size_labeled = config.batch_size_unlabeled = 8
+    config.eval_batch_size = 8
+    config.total_steps = spec["steps"]
+
+    config.model.backbone = BACKBONES[backbone]
+    config.model.stem = "deep"
+    config.model.output_stride = 16
+    config.model.width = 64
+    config.model.aspp_channels = 256
+    config.model.low_level_channels = 48
+    config.model.decoder_channels = 256
+
+    config.loss.supervised = spec["supervised"]
+    config.loss.cps_weight = spec["weight_cutmix"] if use_cutmix else spec["weight"]
+    config.optim.lr = spec["lr"]  # for the global 8 + 8 batch; lr_scaling=linear follows overrides
+    config.optim.lr_scaling = "linear"
+    config.optim.base_batch = 8
+
+    # The reference evaluates with crop-sized sliding windows, stride ceil(2/3 window), one scale.
+    config.eval.mode = "sliding"
+    config.eval.window = config.data.crop_size
+    config.log_every = 50
+    config.eval_every = 2_000
+    config.checkpoint_every = 1_000
+    config.keep_checkpoints = 3
+    return config

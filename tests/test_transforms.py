@@ -160,8 +160,9 @@ SRC = "synthetic_streets/train id=train_000017"
 def test_validate_example_accepts_good():
     image, mask = _random_example(num_classes=19)
     mask[0, 0] = IGNORE_LABEL
-    validate_example(image, mask, num_classes=19, source=SRC)
-    validate_example(image, mask[..., None], num_classes=19, source=SRC)
+    # Valid examples pass silently: no exception, nothing returned.
+    assert validate_example(image, mask, num_classes=19, source=SRC) is None
+    assert validate_example(image, mask[..., None], num_classes=19, source=SRC) is None
 
 
 def test_validate_example_shape_mismatch():

@@ -17,7 +17,7 @@ Two domains share the layout: `render` (flat colours, hard edges, no noise: a ga
 in both.
 
   image, mask = render_scene(seed=3, height=96, width=192)          # uint8 [H,W,3], [H,W]
-  ds = prepare("/tmp/data")                                         # TFDS, array_record
+  ds = prepare("data")                                              # TFDS, array_record
   ds.as_data_source(split="train")[0]  # {"image", "mask" [H,W,1], "id", "classes" multi-hot}
 
 `python -m cps_jax.data.synthetic_streets --data_dir DIR [--height 96 ...]` prepares it ahead.

@@ -116,10 +116,11 @@ class DeepLabV3Plus(nnx.Module):
         param_dtype=jnp.float32,
         bn_momentum=0.9,
         bn_epsilon=1e-5,
+        conv_impl: str = "auto",
         rngs: nnx.Rngs,
     ):
-        kw = dict(dtype=dtype, param_dtype=param_dtype)
-        bn_kw = dict(momentum=bn_momentum, epsilon=bn_epsilon, **kw)
+        kw = dict(dtype=dtype, param_dtype=param_dtype, impl=conv_impl)  # of every conv
+        bn_kw = dict(momentum=bn_momentum, epsilon=bn_epsilon, dtype=dtype, param_dtype=param_dtype)
         if aspp_rates is None:  # (6, 12, 18) at OS16, scaled with the feature resolution
             aspp_rates = {8: (12, 24, 36), 16: (6, 12, 18), 32: (3, 6, 9)}[output_stride]
         self.dtype = dtype
@@ -130,9 +131,11 @@ class DeepLabV3Plus(nnx.Module):
             multi_grid=multi_grid,
             width=width,
             rngs=rngs,
-            **kw,
+            dtype=dtype,
+            param_dtype=param_dtype,
             bn_momentum=bn_momentum,
             bn_epsilon=bn_epsilon,
+            conv_impl=conv_impl,
         )
         self.aspp = ASPP(
             self.backbone.out_channels,
@@ -178,7 +181,8 @@ def build_model(model_config, num_classes: int, rngs: nnx.Rngs) -> DeepLabV3Plus
     """DeepLabV3Plus from a ``config.model`` ConfigDict (see configs/); validates each field.
 
     Required: backbone, stem, output_stride, width, aspp_channels, low_level_channels,
-    decoder_channels, dtype. Optional: multi_grid, aspp_rates, bn_momentum, bn_epsilon.
+    decoder_channels, dtype. Optional: multi_grid, aspp_rates, bn_momentum, bn_epsilon,
+    conv_impl (models/conv.py).
     """
     c = model_config
 
@@ -221,5 +225,6 @@ def build_model(model_config, num_classes: int, rngs: nnx.Rngs) -> DeepLabV3Plus
         param_dtype=jnp.float32,
         bn_momentum=c.get("bn_momentum", 0.9),
         bn_epsilon=c.get("bn_epsilon", 1e-5),
+        conv_impl=c.get("conv_impl", "auto"),
         rngs=rngs,
     )

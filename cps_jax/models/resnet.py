@@ -18,6 +18,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from cps_jax.models.conv import conv_general_dilated_for
+
 __all__ = ["ResNet", "BatchNorm", "BLOCKS", "conv", "batch_norm", "kaiming_normal"]
 
 # Kaiming normal, fan_in, gain sqrt(2) for ReLU (torch.nn.init.kaiming_normal_, not truncated).
@@ -32,8 +34,21 @@ BLOCKS = {
 }
 
 
-def conv(in_ch, out_ch, kernel, *, stride=1, dilation=1, use_bias=False, dtype, param_dtype, rngs):
-    """A PyTorch-style conv: symmetric padding dilation * (kernel - 1) // 2, Kaiming init."""
+def conv(
+    in_ch,
+    out_ch,
+    kernel,
+    *,
+    stride=1,
+    dilation=1,
+    use_bias=False,
+    dtype,
+    param_dtype,
+    impl="auto",
+    rngs,
+):
+    """A PyTorch-style conv: symmetric padding dilation * (kernel - 1) // 2, Kaiming init; `impl`
+    picks the convolution algorithm (models/conv.py), never the parameters."""
     pad = dilation * (kernel - 1) // 2
     return nnx.Conv(
         in_ch,
@@ -46,6 +61,7 @@ def conv(in_ch, out_ch, kernel, *, stride=1, dilation=1, use_bias=False, dtype, 
         kernel_init=kaiming_normal,
         dtype=dtype,
         param_dtype=param_dtype,
+        conv_general_dilated=conv_general_dilated_for(impl),
         rngs=rngs,
     )
 
@@ -195,6 +211,7 @@ class ResNet(nnx.Module):
         param_dtype=jnp.float32,
         bn_momentum: float = 0.9,
         bn_epsilon: float = 1e-5,
+        conv_impl: str = "auto",
         rngs: nnx.Rngs,
     ):
         if depth not in BLOCKS:
@@ -211,8 +228,8 @@ class ResNet(nnx.Module):
             )
         mg = tuple(multi_grid)[: layers[3]]
         block_cls = BasicBlock if kind == "basic" else Bottleneck
-        kw = dict(dtype=dtype, param_dtype=param_dtype)
-        bn_kw = dict(momentum=bn_momentum, epsilon=bn_epsilon, **kw)
+        kw = dict(dtype=dtype, param_dtype=param_dtype, impl=conv_impl)  # of every conv
+        bn_kw = dict(momentum=bn_momentum, epsilon=bn_epsilon, dtype=dtype, param_dtype=param_dtype)
         self.depth, self.stem_type, self.output_stride = depth, stem, output_stride
 
         if stem == "deep":

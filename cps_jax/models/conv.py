@@ -1,0 +1,166 @@
+"""Convolution implementations, chosen by `config.model.conv_impl`.
+
+  "xla"      ``lax.conv_general_dilated``: XLA's native convolution. Right on GPU/TPU, where it maps
+             to cuDNN / the MXU; slow on the CPU (its CPU convolutions reach a fraction of its
+             matmul speed, forward and backward).
+  "patches"  im2col: the k*k shifted (strided, dilated) views of the padded input are
+             concatenated along channels and contracted with the reshaped kernel in ONE matmul,
+             [N*Ho*Wo, k*k*Cin] x [k*k*Cin, Cout]; its gradient is two matmuls plus slices and
+             pads. The matmuls run near the CPU's matmul speed; the price is k*k times the input's
+             memory for the patches, and memory-bound copies (concatenation, pads) around them.
+  "auto"     (default) "xla" on any accelerator; on the CPU chosen per layer from its shape, by
+             the measurements of `benchmarks/conv_impl.py` (ResNet-18/50 DeepLabv3+): "patches"
+             for 1x1 convs (2-5x faster than XLA's), dilated 3x3 convs (ASPP, dilated stages) and
+             wide 3x3 convs at high resolution (Cin >= 256 at H*W >= 64*64: the decoder); "xla"
+             for the other 3x3 convs (stem, narrow or low-resolution stages), where XLA's own is
+             up to 2x faster than patches.
+
+Each is a drop-in for the ``conv_general_dilated`` argument of ``nnx.Conv``, so parameters, names
+and checkpoints do not depend on the choice.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+__all__ = [
+    "CONV_IMPLS",
+    "conv_general_dilated_for",
+    "conv_patches",
+    "resolve_impl",
+]
+
+CONV_IMPLS = ("auto", "xla", "patches")
+
+
+def _pairs(value, n: int) -> tuple:
+    if value is None:
+        return (1,) * n
+    if isinstance(value, int):
+        return (value,) * n
+    return tuple(value)
+
+
+def conv_patches(
+    lhs,
+    rhs,
+    window_strides,
+    padding,
+    lhs_dilation=None,
+    rhs_dilation=None,
+    dimension_numbers=None,
+    feature_group_count: int = 1,
+    precision=None,
+    preferred_element_type=None,
+    **kwargs,
+):
+    """2-D NHWC x HWIO convolution as patches + one matmul; the signature of
+    ``lax.conv_general_dilated`` (as ``nnx.Conv`` calls it). Input dilation and grouped convs are
+    passed on to XLA's native convolution."""
+    dn = lax.conv_dimension_numbers(
+        lhs.shape, rhs.shape, dimension_numbers or ("NHWC", "HWIO", "NHWC")
+    )
+    native_layout = dn == lax.conv_dimension_numbers(lhs.shape, rhs.shape, ("NHWC", "HWIO", "NHWC"))
+    if (
+        lhs.ndim != 4
+        or not native_layout
+        or feature_group_count != 1
+        or any(d != 1 for d in _pairs(lhs_dilation, 2))
+    ):
+        return lax.conv_general_dilated(
+            lhs,
+            rhs,
+            window_strides,
+            padding,
+            lhs_dilation=lhs_dilation,
+            rhs_dilation=rhs_dilation,
+            dimension_numbers=dimension_numbers,
+            feature_group_count=feature_group_count,
+            precision=precision,
+            preferred_element_type=preferred_element_type,
+            **kwargs,
+        )
+    views = _shifted_views(lhs, rhs.shape, window_strides, padding, rhs_dilation)
+    kh, kw, cin, cout = rhs.shape
+    contract = (((3,), (0,)), ((), ()))
+    dot = functools.partial(
+        lax.dot_general, precision=precision, preferred_element_type=preferred_element_type
+    )
+    patches = views[0] if len(views) == 1 else jnp.concatenate(views, axis=-1)
+    # (i, j, c) order of the patch channels = row-major order of the HWIO kernel's first 3 axes.
+    return dot(patches, rhs.reshape(kh * kw * cin, cout), contract)
+
+
+def _shifted_views(lhs, rhs_shape, window_strides, padding, rhs_dilation) -> list:
+    """The k*k (strided, dilated) views of the padded NHWC input, one per kernel tap, in (i, j)
+    row-major order; each is [N, Ho, Wo, Cin]."""
+    kh, kw, cin, _ = rhs_shape
+    sh, sw = _pairs(window_strides, 2)
+    dh, dw = _pairs(rhs_dilation, 2)
+    if isinstance(padding, str):
+        padding = lax.padtype_to_pads(
+            lhs.shape[1:3], ((kh - 1) * dh + 1, (kw - 1) * dw + 1), (sh, sw), padding
+        )
+    (pt, pb), (pl, pr) = padding
+    if any((pt, pb, pl, pr)):
+        # lax.pad also crops for negative padding, as conv_general_dilated does.
+        zero = jnp.zeros((), lhs.dtype)
+        lhs = lax.pad(lhs, zero, ((0, 0, 0), (pt, pb, 0), (pl, pr, 0), (0, 0, 0)))
+    n, h, w, _ = lhs.shape
+    ho = (h - (kh - 1) * dh - 1) // sh + 1
+    wo = (w - (kw - 1) * dw - 1) // sw + 1
+    return [
+        lax.slice(
+            lhs,
+            (0, i * dh, j * dw, 0),
+            (n, i * dh + (ho - 1) * sh + 1, j * dw + (wo - 1) * sw + 1, cin),
+            (1, sh, sw, 1),
+        )
+        for i in range(kh)
+        for j in range(kw)
+    ]
+
+
+# Below these, XLA's CPU convolution beats patches on undilated 3x3 convs.
+WIDE_3X3_CHANNELS = 256
+WIDE_3X3_PIXELS = 64 * 64
+
+
+def resolve_impl(impl: str, lhs_shape=None, rhs_shape=None, strides=None, dilation=None) -> str:
+    """The implementation a conv of these shapes runs with; "auto" is decided when the step is
+    traced, from the backend and (on the CPU) the layer's shape."""
+    if impl not in CONV_IMPLS:
+        raise ValueError(f"model.conv_impl must be one of {CONV_IMPLS}, got {impl!r}")
+    if impl != "auto":
+        return impl
+    if jax.default_backend() != "cpu":
+        return "xla"
+    if lhs_shape is None:
+        return "patches"
+    if tuple(rhs_shape[:2]) == (1, 1) or any(d != 1 for d in _pairs(dilation, 2)):
+        return "patches"
+    _, h, w, cin = lhs_shape
+    wide = cin >= WIDE_3X3_CHANNELS and h * w >= WIDE_3X3_PIXELS
+    return "patches" if wide and all(s == 1 for s in _pairs(strides, 2)) else "xla"
+
+
+def _auto(lhs, rhs, window_strides, padding, **kwargs):
+    impl = resolve_impl("auto", lhs.shape, rhs.shape, window_strides, kwargs.get("rhs_dilation"))
+    return _IMPLS[impl](lhs, rhs, window_strides, padding, **kwargs)
+
+
+_IMPLS = {
+    "xla": lax.conv_general_dilated,
+    "patches": conv_patches,
+    "auto": _auto,
+}
+
+
+def conv_general_dilated_for(impl: str):
+    """The ``conv_general_dilated`` callable for `impl` (one of CONV_IMPLS)."""
+    resolve_impl(impl)  # validates
+    return _IMPLS[impl]

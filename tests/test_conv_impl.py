@@ -1,0 +1,123 @@
+"""The patches + matmul convolution equals XLA's native one, values and gradients, for every
+stride / dilation / padding the models use; the model's output does not depend on conv_impl."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from jax import lax
+
+from cps_jax.models import build_model
+from cps_jax.models.conv import conv_general_dilated_for, conv_patches, resolve_impl
+from configs import demo
+
+DN = ("NHWC", "HWIO", "NHWC")
+HIGHEST = lax.Precision.HIGHEST
+
+# (kernel, stride, dilation, padding): ResNet stems, bottlenecks, downsamples, ASPP, decoder,
+# plus odd sizes, asymmetric, "SAME"/"VALID" and negative (cropping) padding.
+CASES = [
+    (1, 1, 1, ((0, 0), (0, 0))),
+    (1, 2, 1, ((0, 0), (0, 0))),
+    (3, 1, 1, ((1, 1), (1, 1))),
+    (3, 2, 1, ((1, 1), (1, 1))),
+    (3, 1, 2, ((2, 2), (2, 2))),
+    (3, 1, 4, ((4, 4), (4, 4))),
+    (3, 1, 6, ((6, 6), (6, 6))),
+    (3, 1, 12, ((12, 12), (12, 12))),
+    (7, 2, 1, ((3, 3), (3, 3))),
+    (3, 2, 1, ((0, 1), (2, 0))),
+    (3, 1, 1, ((-1, 0), (1, -1))),
+    (3, 2, 1, "SAME"),
+    (3, 1, 2, "VALID"),
+]
+
+
+def conv_pair(kernel, stride, dilation, padding, shape=(2, 13, 11, 5), cout=7, seed=0):
+    rng = np.random.default_rng(seed)
+    x = jnp.asarray(rng.normal(size=shape), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(kernel, kernel, shape[-1], cout)), jnp.float32)
+
+    def run(fn):
+        return lambda x, w: fn(
+            x,
+            w,
+            (stride, stride),
+            padding,
+            rhs_dilation=(dilation, dilation),
+            dimension_numbers=DN,
+            precision=HIGHEST,
+        )
+
+    return x, w, run(lax.conv_general_dilated), run(conv_patches)
+
+
+@pytest.mark.parametrize("kernel,stride,dilation,padding", CASES)
+def test_patches_equal_native_forward_and_gradients(kernel, stride, dilation, padding):
+    x, w, native, patches = conv_pair(kernel, stride, dilation, padding)
+    y_ref, y = native(x, w), patches(x, w)
+    assert y.shape == y_ref.shape
+    np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
+    g = jnp.asarray(np.random.default_rng(1).normal(size=y.shape), jnp.float32)
+    grads_ref = jax.grad(lambda x, w: jnp.vdot(native(x, w), g), argnums=(0, 1))(x, w)
+    grads = jax.jit(jax.grad(lambda x, w: jnp.vdot(patches(x, w), g), argnums=(0, 1)))(x, w)
+    for got, want in zip(grads, grads_ref):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_patches_against_numpy_direct_sum():
+    """Independent of XLA: y[n,o,p,:] = sum_ij x_pad[n, o*s + i*d, p*s + j*d, :] @ w[i, j]."""
+    x, w, _, patches = conv_pair(3, 2, 2, ((2, 1), (2, 2)), shape=(1, 9, 8, 3), cout=4)
+    xp = np.pad(np.asarray(x, np.float64), ((0, 0), (2, 1), (2, 2), (0, 0)))
+    wn = np.asarray(w, np.float64)
+    ho, wo = (xp.shape[1] - 5) // 2 + 1, (xp.shape[2] - 5) // 2 + 1
+    want = np.zeros((1, ho, wo, 4))
+    for o in range(ho):
+        for p in range(wo):
+            for i in range(3):
+                for j in range(3):
+                    want[0, o, p] += xp[0, o * 2 + i * 2, p * 2 + j * 2] @ wn[i, j]
+    np.testing.assert_allclose(patches(x, w), want, rtol=1e-5, atol=1e-5)
+
+
+def test_unsupported_forms_fall_back_to_native():
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(1, 6, 6, 4)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(3, 3, 2, 4)), jnp.float32)
+    args = ((1, 1), ((1, 1), (1, 1)))
+    kw = dict(dimension_numbers=DN, feature_group_count=2, lhs_dilation=(2, 2), precision=HIGHEST)
+    np.testing.assert_allclose(
+        conv_patches(x, w, *args, **kw), lax.conv_general_dilated(x, w, *args, **kw), rtol=1e-5
+    )
+
+
+def test_impl_names_and_the_auto_rule():
+    assert resolve_impl("xla", (2, 64, 64, 256), (3, 3, 256, 256), (1, 1), (1, 1)) == "xla"
+    if jax.default_backend() == "cpu":
+        auto = lambda x, w, s=1, d=1: resolve_impl("auto", x, w, (s, s), (d, d))  # noqa: E731
+        assert auto((2, 16, 16, 64), (1, 1, 64, 256)) == "patches"  # 1x1
+        assert auto((2, 16, 16, 512), (3, 3, 512, 512), d=2) == "patches"  # dilated
+        assert auto((2, 64, 64, 256), (3, 3, 256, 256)) == "patches"  # wide, high resolution
+        assert auto((2, 128, 128, 64), (3, 3, 64, 64)) == "xla"  # narrow
+        assert auto((2, 16, 16, 256), (3, 3, 256, 256)) == "xla"  # low resolution
+        assert auto((2, 256, 256, 3), (3, 3, 3, 64), s=2) == "xla"  # strided stem
+    else:
+        assert resolve_impl("auto", (2, 16, 16, 64), (1, 1, 64, 256), (1, 1), (1, 1)) == "xla"
+    assert conv_general_dilated_for("xla") is lax.conv_general_dilated
+    with pytest.raises(ValueError, match="model.conv_impl"):
+        conv_general_dilated_for("im2col")
+
+
+@pytest.mark.parametrize("output_stride", [8, 16])
+def test_model_output_independent_of_conv_impl(output_stride):
+    config = demo.get_config("runlocal").model
+    config.output_stride = output_stride
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 32, 32, 3)), jnp.float32)
+    outputs = {}
+    for impl in ("xla", "patches", "auto"):
+        config.conv_impl = impl
+        model = build_model(config, 5, nnx.Rngs(0))
+        outputs[impl] = model(x, train=True)
+    for impl in ("patches", "auto"):
+        np.testing.assert_allclose(outputs[impl], outputs["xla"], rtol=1e-4, atol=1e-4)

@@ -68,7 +68,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model.aspp_channels = 64
     config.model.low_level_channels = 24
     config.model.decoder_channels = 64
-    config.model.dtype = "float32"
+    config.model.dtype = "float32"  # compute dtype; "bfloat16" keeps params and losses in f32
+    # "auto": patches + matmul on the CPU (fast there), XLA's native convolution on GPU/TPU;
+    # or "xla" / "patches" everywhere (cps_jax/models/conv.py; benchmarks/conv_impl.py).
+    config.model.conv_impl = "auto"
     config.model.pretrained = ""  # backbone weights: an .npz from cps-convert-weights
 
     config.loss = ml_collections.ConfigDict()
@@ -102,6 +105,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # images and the code scales it by batch_size_labeled / base_batch (overrides follow).
     config.optim.lr_scaling = "none"
     config.optim.base_batch = 8  # the reference's 8 labeled (+ 8 unlabeled) images per step
+
+    # Execution only (same numbers): run the CPS pair as one vmapped program; recompute the
+    # forward in the backward pass ("full" | "dots") to save activation memory.
+    config.fuse_pair = False
+    config.remat = "none"
 
     config.log_every = 50
     config.eval_every = 500

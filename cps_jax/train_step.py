@@ -52,20 +52,62 @@ def supervised_loss_fn(loss_config):
     )
 
 
-def run_net(graphdef, params, batch_stats, images: list, *, train: bool, joint_bn: bool):
+REMAT_POLICIES = {
+    "none": None,
+    # Keep only the forward's inputs; the backward pass recomputes the whole net (+1 forward).
+    "full": jax.checkpoint_policies.nothing_saveable,
+    # Keep matmul outputs (convs under conv_impl "patches"), recompute the cheap elementwise ops.
+    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
+def net_fn(graphdef, remat: str = "none"):
+    """apply_net for `graphdef`, rematerialised in the backward pass as `remat` says."""
+    if remat not in REMAT_POLICIES:
+        raise ValueError(f"config.remat must be one of {tuple(REMAT_POLICIES)}, got {remat!r}")
+    fn = functools.partial(apply_net, graphdef)
+    if remat == "none":
+        return fn
+    policy = REMAT_POLICIES[remat]
+
+    def apply(params, batch_stats, images, *, train: bool):
+        return jax.checkpoint(functools.partial(fn, train=train), policy=policy)(
+            params, batch_stats, images
+        )
+
+    return apply
+
+
+def run_net(apply, params, batch_stats, images: list, *, train: bool, joint_bn: bool):
     """Logits for each image batch in `images`. Separate forward calls (the reference) normalise each
     batch with its own BN statistics; `joint_bn` uses one call over their concatenation."""
     if joint_bn and len(images) > 1:
-        logits, batch_stats = apply_net(
-            graphdef, params, batch_stats, jnp.concatenate(images), train=train
-        )
+        logits, batch_stats = apply(params, batch_stats, jnp.concatenate(images), train=train)
         bounds = [sum(x.shape[0] for x in images[:i]) for i in range(1, len(images))]
         return jnp.split(logits, bounds), batch_stats
     outputs = []
     for x in images:
-        logits, batch_stats = apply_net(graphdef, params, batch_stats, x, train=train)
+        logits, batch_stats = apply(params, batch_stats, x, train=train)
         outputs.append(logits)
     return outputs, batch_stats
+
+
+def run_pair(run, params: dict, stats: dict, images: list, *, train: bool, fuse: bool):
+    """Both nets ("left", "right") on the same image batches -> ({net: [logits per batch]},
+    {net: new batch_stats}). `fuse` stacks the two nets' trees and runs them as one vmapped
+    program: one batched matmul per layer instead of two, the same numbers."""
+    nets = ("left", "right")
+    if not fuse:
+        out = {net: run(params[net], stats[net], images, train=train) for net in nets}
+        return {net: o[0] for net, o in out.items()}, {net: o[1] for net, o in out.items()}
+    stack = lambda *trees: jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
+    logits, new_stats = jax.vmap(lambda p, s: run(p, s, images, train=train))(
+        stack(*(params[n] for n in nets)), stack(*(stats[n] for n in nets))
+    )
+    return (
+        {net: [x[i] for x in logits] for i, net in enumerate(nets)},
+        {net: jax.tree.map(lambda leaf, i=i: leaf[i], new_stats) for i, net in enumerate(nets)},
+    )
 
 
 def combine_cps(cps_l, cps_u, n_l: int, n_u: int, reduction: str) -> jax.Array:
@@ -130,16 +172,15 @@ def make_loss_fn(graphdef, config):
         raise ValueError(
             f"config.loss.cps_on must be 'both', 'labeled' or 'unlabeled', got {cps_on!r}"
         )
-    run = functools.partial(run_net, graphdef, joint_bn=bool(loss_config.joint_bn))
+    apply = net_fn(graphdef, config.get("remat", "none"))
+    run = functools.partial(run_net, apply, joint_bn=bool(loss_config.joint_bn))
+    pair = functools.partial(run_pair, run, fuse=bool(config.get("fuse_pair", False)))
 
     def cps(params, stats, batch, masks, step):
         x_l, y = batch["image_l"], batch["mask_l"]
-        logits, new_stats = {}, {}
         if method == "cps":
-            for net in ("left", "right"):
-                (logits[net, "l"], logits[net, "u"]), new_stats[net] = run(
-                    params[net], stats[net], [x_l, batch["image_u"]], train=True
-                )
+            out, new_stats = pair(params, stats, [x_l, batch["image_u"]], train=True)
+            logits = {(net, part): out[net][i] for net in out for i, part in enumerate("lu")}
             cps_u = (
                 consistency.pair(logits["left", "u"], logits["right", "u"])
                 if cps_on != "labeled"
@@ -147,16 +188,16 @@ def make_loss_fn(graphdef, config):
             )
         else:  # cps_cutmix
             u0, u1 = batch["image_u"], batch["image_u1"]
-            mixed, targets = cutmix.mix(u0, u1, masks), {}
+            mixed = cutmix.mix(u0, u1, masks)
             bn_train = loss_config.cutmix_pseudo_bn == "train"
-            for net in ("left", "right"):
-                # Pseudo-label passes: no gradient; BN in train mode as the reference (by default).
-                frozen = jax.lax.stop_gradient(params[net])
-                (p0, p1), stats_net = run(frozen, stats[net], [u0, u1], train=bn_train)
-                targets[net] = consistency.mixed_target(p0, p1, masks)
-                (logits[net, "l"], logits[net, "u"]), new_stats[net] = run(
-                    params[net], stats_net if bn_train else stats[net], [x_l, mixed], train=True
-                )
+            # Pseudo-label passes: no gradient; BN in train mode as the reference (by default).
+            frozen = jax.lax.stop_gradient(params)
+            pseudo, pseudo_stats = pair(frozen, stats, [u0, u1], train=bn_train)
+            targets = {net: consistency.mixed_target(*pseudo[net], masks) for net in pseudo}
+            out, new_stats = pair(
+                params, pseudo_stats if bn_train else stats, [x_l, mixed], train=True
+            )
+            logits = {(net, part): out[net][i] for net in out for i, part in enumerate("lu")}
             cps_u = (
                 consistency.to_target(logits["left", "u"], targets["right"])
                 + consistency.to_target(logits["right", "u"], targets["left"])

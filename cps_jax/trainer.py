@@ -132,9 +132,12 @@ class Trainer:
         logger = logging_utils.MetricLogger(self.workdir)
         progress = logging_utils.Progress(start_step, config.total_steps)
         base_rng = jax.random.key(config.seed + 1)
-        results, metric_sum, metric_count = None, None, 0
+        results, metric_sum, metric_count, input_wait = None, None, 0, 0.0
         for step in range(start_step, last):
+            # Steps are dispatched asynchronously: this wait is what the pipeline adds to a step.
+            waited = time.perf_counter()
             local = next(data_iterator)
+            input_wait += time.perf_counter() - waited
             # Masks of unlabeled images are for diagnostics only: they never reach the device.
             step_inputs = {k: v for k, v in local.items() if not k.startswith("mask_u")}
             batch = parallel.global_batch(step_inputs, self.mesh)
@@ -149,6 +152,7 @@ class Trainer:
             if done % config.log_every == 0 or done == config.total_steps:
                 mean = {k: float(v) / metric_count for k, v in jax.device_get(metric_sum).items()}
                 mean["lr"] = float(metrics["lr"])
+                mean["input_wait_ms"] = 1e3 * input_wait / metric_count
                 if not np.isfinite(mean["loss"]):
                     raise FloatingPointError(
                         f"loss is {mean['loss']} at step {done}; lower config.optim.lr"
@@ -156,7 +160,7 @@ class Trainer:
                 logger.write(done, {f"train/{k}": v for k, v in mean.items()})
                 if jax.process_index() == 0:
                     print(progress.line(done, mean), flush=True)
-                metric_sum, metric_count = None, 0
+                metric_sum, metric_count, input_wait = None, 0, 0.0
             is_eval = done % config.eval_every == 0 or done == config.total_steps
             if is_eval:
                 results = self.evaluate(state, done, logger)

@@ -1,23 +1,99 @@
 """The benchmark scripts run and print their tables (speed itself is never asserted in tests)."""
+
 import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_train_step_benchmark_prints_its_table():
+def run_script(*args):
     out = subprocess.run(
-        [sys.executable, "benchmarks/train_step.py", "--config=configs/demo.py:runlocal",
-         "--steps=2", "--matmul_size=256"],
-        capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT},
-        timeout=600)
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": ROOT},
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
-    rows = dict(line.strip("|").split("|")[:2] for line in out.stdout.splitlines()
-                if line.startswith("| ") and "---" not in line)
-    rows = {k.strip(): v.strip() for k, v in rows.items()}
-    for key in ("median step time", "images/s", "FLOPs per step (XLA)", "achieved",
-                "achieved / matmul ceiling", "peak memory (XLA buffers)"):
-        assert key in rows, rows
-    assert float(rows["FLOPs per step (XLA)"].split()[0]) > 0
-    assert float(rows["achieved / matmul ceiling"]) > 0
+    return out.stdout
+
+
+def table_rows(stdout: str) -> dict:
+    """{first cell: [other cells]} of the markdown table rows in `stdout`."""
+    rows = {}
+    for line in stdout.splitlines():
+        if line.startswith("| ") and "---" not in line:
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_train_step_benchmark_compares_variants_side_by_side():
+    stdout = run_script(
+        "benchmarks/train_step.py",
+        "--config=configs/demo.py:runlocal",
+        "--steps=2",
+        "--matmul_size=256",
+        "--variant=native:model.conv_impl=xla",
+        "--variant=fused:model.conv_impl=patches;fuse_pair=True;remat=full",
+    )
+    rows = table_rows(stdout)
+    assert rows[""] == ["native", "fused"], rows
+    for key in (
+        "median step time",
+        "images/s",
+        "FLOPs per step (XLA)",
+        "achieved / matmul ceiling",
+        "XLA buffers",
+        "speedup over native",
+    ):
+        assert len(rows[key]) == 2, rows
+    assert all(float(v.split()[0]) > 0 for v in rows["FLOPs per step (XLA)"])
+    assert rows["speedup over native"][0] == "1.00x"
+    assert any(k.startswith("achieved (") and len(v) == 2 for k, v in rows.items()), rows
+    assert "fused: model.conv_impl=patches, fuse_pair=True, remat=full" in stdout
+
+
+def test_conv_benchmark_lists_the_models_convolutions():
+    stdout = run_script(
+        "benchmarks/conv_impl.py", "--config=configs/demo.py:runlocal", "--repeats=1"
+    )
+    rows = [
+        [c.strip() for c in line.strip().strip("|").split("|")]
+        for line in stdout.splitlines()
+        if line.startswith("| ") and "---" not in line
+    ]
+    header, *shapes, total = rows
+    assert header[:5] == ["x", "w", "stride", "dilation", "count"] and total[0] == "**all convs**"
+    assert len({tuple(r[:4]) for r in shapes}) == len(shapes)  # each distinct conv once
+    # ResNet-18, deep stem: stem 3 + 8 blocks x 2 + 4 downsamples; ASPP 7; decoder 4
+    assert sum(int(r[4]) for r in shapes) == int(total[4]) == 34
+    assert all(float(r[5]) > 0 and float(r[6]) > 0 for r in shapes)
+
+
+def test_torch_reference_benchmark_prints_its_table():
+    pytest.importorskip("torch")
+    stdout = run_script(
+        "benchmarks/torch_reference.py",
+        "--config=configs/demo.py:runlocal",
+        "--steps=1",
+        "--matmul_size=256",
+    )
+    rows = table_rows(stdout)
+    for key in (
+        "model",
+        "batch",
+        "torch",
+        "eager median step time",
+        "eager achieved",
+        "FLOPs per step (FlopCounterMode)",
+        "torch f32 matmul 256^2 (same run)",
+        "eager / matmul ceiling",
+    ):
+        assert len(rows[key]) == 1, rows
+    assert float(rows["eager median step time"][0].split()[0]) > 0
+    assert float(rows["FLOPs per step (FlopCounterMode)"][0].split()[0]) > 0

@@ -37,9 +37,12 @@ def train(config, workdir: str) -> dict:
 def abstract_nets(config, num_classes: int, sharding):
     """Shapes of both nets' params and BN statistics, as saved inside a TrainState."""
     tx = make_optimizer(config.optim, config.total_steps, config.batch_size_labeled)
+    # Shapes only: the pretrained backbone (same shapes) need not be read, nor still exist.
+    model_config = config.model.copy_and_resolve_references()
+    model_config.pretrained = ""
     shapes = jax.eval_shape(
         lambda: create_train_state(
-            config.model, num_classes, tx, jax.random.key_data(jax.random.key(0)), config.method
+            model_config, num_classes, tx, jax.random.key_data(jax.random.key(0)), config.method
         )
     )
     return checkpointing.abstract_like(nets_of(shapes), sharding)

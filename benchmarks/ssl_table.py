@@ -10,14 +10,13 @@ the spread over seeds) laid out like the paper's Table 1, writes it to `<out>/ta
 numbers to `<out>/table.json`, and a plot of mIoU against the labeled fraction to `<out>/table.png`.
 """
 
-import importlib.util
 import json
 import os
 import time
 
 from absl import app, flags
 
-from cps_jax import datasets
+from cps_jax import config_files, datasets
 from cps_jax.data.partitions import parse_fraction
 from cps_jax.logging_utils import format_seconds
 from cps_jax.trainer import Trainer
@@ -44,13 +43,6 @@ NAMES = {
     "cps": "CPS",
     "cps_cutmix": "CPS + CutMix",
 }
-
-
-def load_config_module(path: str):
-    spec = importlib.util.spec_from_file_location("ssl_table_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def cell_config(module, method: str, fraction: str, seed: int):
@@ -138,7 +130,7 @@ def plot(cells: dict, methods, fractions, path: str) -> None:
 
 def main(argv):
     del argv
-    module = load_config_module(FLAGS.config)
+    module = config_files.load(FLAGS.config)
     seeds = [int(s) for s in FLAGS.seeds]
     grid = [(m, f, s) for f in FLAGS.fractions for s in seeds for m in FLAGS.methods]
     os.makedirs(FLAGS.out, exist_ok=True)

@@ -6,14 +6,9 @@ r"""The paper's cityscapes setting: `configs/paper.py` with dataset=cityscapes.
 Args: split=1/16|1/8|1/4|1/2, backbone=r50|r101, cutmix=True|False, method=<override>.
 """
 
-import importlib.util
-import os
+from cps_jax import config_files
 
-_spec = importlib.util.spec_from_file_location(
-    "cps_config_paper", os.path.join(os.path.dirname(os.path.abspath(__file__)), "paper.py")
-)
-paper = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(paper)
+paper = config_files.sibling(__file__, "paper")
 
 
 def get_config(arg: str | None = None):

@@ -8,8 +8,7 @@ cutmix=True|False, method=<overrides cps / cps_cutmix, e.g. supervised>.
 Bring an ImageNet ResNet: --config.model.pretrained=resnet50_v1c.npz (see cps-convert-weights).
 """
 
-import importlib.util
-import os
+from cps_jax import config_files
 
 # Per data set: what the reference trains with (REFERENCE: "Optimisation and data", "Losses").
 DATASETS = {
@@ -35,16 +34,6 @@ DATASETS = {
 BACKBONES = {"r50": "resnet50", "r101": "resnet101"}
 
 
-def _sibling(name: str):
-    """Loads configs/<name>.py by path (configs are files, not an installed package)."""
-    spec = importlib.util.spec_from_file_location(
-        f"cps_config_{name}", os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _flag(value) -> bool:
     if str(value).lower() in ("true", "1", "yes"):
         return True
@@ -54,7 +43,7 @@ def _flag(value) -> bool:
 
 
 def get_config(arg: str | None = None):
-    demo = _sibling("demo")
+    demo = config_files.sibling(__file__, "demo")
     args = demo.parse_arg(arg)
     dataset = str(args.get("dataset", "voc"))
     if dataset not in DATASETS:

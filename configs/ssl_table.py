@@ -11,21 +11,10 @@ unlabeled images per step, sized so the whole table (5 methods x 3 fractions x 2
 about an hour on a 2-core CPU.
 """
 
-import importlib.util
-import os
+from cps_jax import config_files
 
 
-def _sibling(name: str):
-    """Loads configs/<name>.py by path (configs are files, not an installed package)."""
-    spec = importlib.util.spec_from_file_location(
-        f"cps_config_{name}", os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-demo = _sibling("demo")
+demo = config_files.sibling(__file__, "demo")
 
 # The consistency weight of each method (the reference's VOC weights for CPS: 1.5, with CutMix 1).
 WEIGHTS = {

@@ -7,7 +7,8 @@ The convolutions are read from the jaxpr of one training forward of the config's
 batch of `batch_size_labeled` crops. Each one is timed as jit(grad) of <conv(x, w), g> with
 respect to x and w (the work a train step does per conv), median of `repeats`. Prints a markdown
 table per shape (ms per impl, GFLOP/s, speedup over the first impl) and the totals weighted by
-how often each shape occurs in the net.
+how often each shape occurs in the net; then the stem's max pool, forward + backward, as XLA's
+reduce-window and as the max of its strided views (`models.conv.max_pool`).
 """
 
 import collections
@@ -21,7 +22,7 @@ from flax import nnx
 from ml_collections import config_flags
 
 from cps_jax.models import build_model
-from cps_jax.models.conv import conv_general_dilated_for
+from cps_jax.models.conv import conv_general_dilated_for, max_pool
 
 config_flags.DEFINE_config_file("config", None, "Config file[:arg].", lock_config=True)
 flags.DEFINE_list("impls", ["xla", "patches"], "Implementations to compare; the first is the base.")
@@ -30,8 +31,9 @@ flags.DEFINE_integer("num_classes", 19, "Classes of the head.")
 FLAGS = flags.FLAGS
 
 
-def model_convs(config) -> collections.Counter:
-    """Counter of (x shape, w shape, strides, padding, dilation) over the model's convs."""
+def model_ops(config) -> tuple[collections.Counter, collections.Counter]:
+    """Counters of the model's convs, by (x shape, w shape, strides, padding, dilation), and of its
+    max pools, by (x shape, window, strides)."""
     h, w = config.data.crop_size
     model = build_model(
         config.model.to_dict() | {"conv_impl": "xla"}, FLAGS.num_classes, nnx.Rngs(0)
@@ -43,7 +45,7 @@ def model_convs(config) -> collections.Counter:
         return nnx.merge(graphdef, state)(x, train=True)
 
     jaxpr = jax.make_jaxpr(forward)(state, x)
-    found = collections.Counter()
+    found, pools = collections.Counter(), collections.Counter()
 
     def visit(jx):
         for eqn in jx.eqns:
@@ -58,13 +60,40 @@ def model_convs(config) -> collections.Counter:
                         tuple(p["rhs_dilation"]),
                     )
                 ] += 1
+            elif eqn.primitive.name == "reduce_window_max":
+                p = eqn.params
+                shape = tuple(eqn.invars[0].aval.shape)
+                pools[(shape, p["window_dimensions"][1], p["window_strides"][1])] += 1
             for value in eqn.params.values():  # pjit, remat, ...: nested jaxprs
                 inner = getattr(value, "jaxpr", value)
                 if hasattr(inner, "eqns"):
                     visit(inner)
 
     visit(jaxpr.jaxpr)
-    return found
+    return found, pools
+
+
+def median_seconds(fn, args, repeats: int) -> float:
+    jax.block_until_ready(fn(*args))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def time_pool(impl: str, x_shape, window: int, stride: int, repeats: int) -> float:
+    """jit(grad) of <max_pool(x), g> with respect to x: the pool's work in a train step."""
+    pad = (window - 1) // 2
+
+    def pool(x):
+        return max_pool(x, window, stride, pad, impl=impl)
+
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=x_shape), jnp.float32)
+    g = jnp.asarray(rng.normal(size=jax.eval_shape(pool, x).shape), jnp.float32)
+    return median_seconds(jax.jit(jax.grad(lambda x: jnp.vdot(pool(x), g))), (x,), repeats)
 
 
 def time_conv(impl: str, x_shape, w_shape, strides, padding, dilation, repeats: int):
@@ -80,23 +109,18 @@ def time_conv(impl: str, x_shape, w_shape, strides, padding, dilation, repeats: 
     y_shape = jax.eval_shape(conv, x, w).shape
     g = jnp.asarray(rng.normal(size=y_shape), jnp.float32)
     step = jax.jit(jax.grad(lambda x, w: jnp.vdot(conv(x, w), g), argnums=(0, 1)))
-    jax.block_until_ready(step(x, w))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(step(x, w))
-        times.append(time.perf_counter() - start)
+    seconds = median_seconds(step, (x, w), repeats)
     # forward 2*M*N*K, backward twice that (input and kernel gradients)
     n, ho, wo, cout = y_shape
     kh, kw, cin, _ = w_shape
     flops = 3 * 2 * n * ho * wo * cout * kh * kw * cin
-    return float(np.median(times)), flops
+    return seconds, flops
 
 
 def main(argv):
     del argv
     config = FLAGS.config
-    convs = model_convs(config)
+    convs, pools = model_ops(config)
     impls = FLAGS.impls
     totals = dict.fromkeys(impls, 0.0)
     total_flops = 0.0
@@ -124,6 +148,18 @@ def main(argv):
         f"{total_flops / min(totals.values()) / 1e9:.1f} | "
         f"{totals[impls[0]] / totals[impls[-1]]:.2f} |"
     )
+    print()
+    print(
+        "| max pool x | window | stride | count | reduce-window ms | strided views ms | speedup |"
+    )
+    print("|---" * 7 + "|")
+    for (xs, window, stride), count in sorted(pools.items()):
+        native = time_pool("xla", xs, window, stride, FLAGS.repeats)
+        views = time_pool("patches", xs, window, stride, FLAGS.repeats)
+        print(
+            f"| {'x'.join(map(str, xs))} | {window} | {stride} | {count} | {native * 1e3:.2f} | "
+            f"{views * 1e3:.2f} | {native / views:.2f} |"
+        )
 
 
 if __name__ == "__main__":

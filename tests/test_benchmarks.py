@@ -1,5 +1,6 @@
 """The benchmark scripts run and print their tables (speed itself is never asserted in tests)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -9,13 +10,13 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_script(*args):
+def run_script(*args, env=None):
     out = subprocess.run(
         [sys.executable, *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": ROOT},
+        env={**os.environ, "PYTHONPATH": ROOT, **(env or {})},
         timeout=600,
     )
     assert out.returncode == 0, out.stderr[-2000:]
@@ -67,12 +68,17 @@ def test_conv_benchmark_lists_the_models_convolutions():
         for line in stdout.splitlines()
         if line.startswith("| ") and "---" not in line
     ]
-    header, *shapes, total = rows
+    split = next(i for i, r in enumerate(rows) if r[0] == "max pool x")
+    (header, *shapes, total), (pool_header, *pools) = rows[:split], rows[split:]
     assert header[:5] == ["x", "w", "stride", "dilation", "count"] and total[0] == "**all convs**"
     assert len({tuple(r[:4]) for r in shapes}) == len(shapes)  # each distinct conv once
     # ResNet-18, deep stem: stem 3 + 8 blocks x 2 + 4 downsamples; ASPP 7; decoder 4
     assert sum(int(r[4]) for r in shapes) == int(total[4]) == 34
     assert all(float(r[5]) > 0 and float(r[6]) > 0 for r in shapes)
+    # the stem's 3x3 / 2 max pool, both ways
+    assert pool_header[4:6] == ["reduce-window ms", "strided views ms"]
+    assert [r[1:4] for r in pools] == [["3", "2", "1"]]
+    assert float(pools[0][4]) > 0 and float(pools[0][5]) > 0
 
 
 def test_torch_reference_benchmark_prints_its_table():
@@ -97,3 +103,17 @@ def test_torch_reference_benchmark_prints_its_table():
         assert len(rows[key]) == 1, rows
     assert float(rows["eager median step time"][0].split()[0]) > 0
     assert float(rows["FLOPs per step (FlopCounterMode)"][0].split()[0]) > 0
+
+
+def test_profile_step_benchmark_sums_the_traced_ops_by_category():
+    stdout = run_script(
+        "benchmarks/profile_step.py", "--config=configs/demo.py:runlocal", "--steps=1", "--top=5"
+    )
+    rows = table_rows(stdout)
+    categories = {k: v for k, v in rows.items() if len(v) == 2 and v[1].endswith("%")}
+    assert categories and "category" in rows, stdout
+    assert sum(float(v[1].rstrip("%")) for v in categories.values()) == pytest.approx(100, abs=0.5)
+    assert float(categories["matmul / convolution"][0]) > 0
+    ops = {k: v for k, v in rows.items() if len(v) == 3 and not k.startswith("op (")}
+    assert 1 <= len(ops) <= 5 and all(v[0] in categories for v in ops.values()), stdout
+    assert "busy time per step" in stdout and "wall step time" in stdout

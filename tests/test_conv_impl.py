@@ -9,7 +9,7 @@ from flax import nnx
 from jax import lax
 
 from cps_jax.models import build_model
-from cps_jax.models.conv import conv_general_dilated_for, conv_patches, resolve_impl
+from cps_jax.models.conv import conv_general_dilated_for, conv_patches, max_pool, resolve_impl
 from configs import demo
 
 DN = ("NHWC", "HWIO", "NHWC")
@@ -90,6 +90,35 @@ def test_unsupported_forms_fall_back_to_native():
     np.testing.assert_allclose(
         conv_patches(x, w, *args, **kw), lax.conv_general_dilated(x, w, *args, **kw), rtol=1e-5
     )
+
+
+def numpy_max_pool(x, k, s, p):
+    n, h, w, c = x.shape
+    xp = np.full((n, h + 2 * p, w + 2 * p, c), -np.inf, x.dtype)
+    xp[:, p : p + h, p : p + w] = x
+    ho, wo = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+    out = np.empty((n, ho, wo, c), x.dtype)
+    for i in range(ho):
+        for j in range(wo):
+            out[:, i, j] = xp[:, i * s : i * s + k, j * s : j * s + k].max(axis=(1, 2))
+    return out
+
+
+@pytest.mark.parametrize("shape", [(2, 12, 10, 3), (1, 13, 9, 4), (2, 2, 3, 2)])
+@pytest.mark.parametrize("window,stride,padding", [(3, 2, 1), (2, 2, 0), (3, 1, 1)])
+def test_max_pool_views_equal_reduce_window(shape, window, stride, padding):
+    x = np.random.default_rng(0).normal(size=shape).astype(np.float32)  # no ties
+    expected = numpy_max_pool(x, window, stride, padding)
+    dy = jnp.asarray(np.random.default_rng(1).normal(size=expected.shape), jnp.float32)
+    grads = {}
+    for impl in ("xla", "patches", "auto"):
+        y, vjp = jax.vjp(lambda v: max_pool(v, window, stride, padding, impl=impl), jnp.asarray(x))
+        np.testing.assert_array_equal(np.asarray(y), expected, err_msg=impl)
+        grads[impl] = np.asarray(vjp(dy)[0])
+    # Each output's gradient goes to its window's (unique) maximum, as XLA's select-and-scatter.
+    np.testing.assert_array_equal(grads["patches"], grads["xla"])
+    np.testing.assert_array_equal(grads["auto"], grads["xla"])
+    assert np.count_nonzero(grads["xla"]) > 0
 
 
 def test_impl_names_and_the_auto_rule():

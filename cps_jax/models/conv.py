@@ -31,6 +31,7 @@ __all__ = [
     "CONV_IMPLS",
     "conv_general_dilated_for",
     "conv_patches",
+    "max_pool",
     "resolve_impl",
 ]
 
@@ -95,9 +96,9 @@ def conv_patches(
     return dot(patches, rhs.reshape(kh * kw * cin, cout), contract)
 
 
-def _shifted_views(lhs, rhs_shape, window_strides, padding, rhs_dilation) -> list:
-    """The k*k (strided, dilated) views of the padded NHWC input, one per kernel tap, in (i, j)
-    row-major order; each is [N, Ho, Wo, Cin]."""
+def _shifted_views(lhs, rhs_shape, window_strides, padding, rhs_dilation, fill=0) -> list:
+    """The k*k (strided, dilated) views of the NHWC input padded with `fill`, one per kernel tap,
+    in (i, j) row-major order; each is [N, Ho, Wo, Cin]."""
     kh, kw, cin, _ = rhs_shape
     sh, sw = _pairs(window_strides, 2)
     dh, dw = _pairs(rhs_dilation, 2)
@@ -108,8 +109,8 @@ def _shifted_views(lhs, rhs_shape, window_strides, padding, rhs_dilation) -> lis
     (pt, pb), (pl, pr) = padding
     if any((pt, pb, pl, pr)):
         # lax.pad also crops for negative padding, as conv_general_dilated does.
-        zero = jnp.zeros((), lhs.dtype)
-        lhs = lax.pad(lhs, zero, ((0, 0, 0), (pt, pb, 0), (pl, pr, 0), (0, 0, 0)))
+        value = jnp.asarray(fill, lhs.dtype)
+        lhs = lax.pad(lhs, value, ((0, 0, 0), (pt, pb, 0), (pl, pr, 0), (0, 0, 0)))
     n, h, w, _ = lhs.shape
     ho = (h - (kh - 1) * dh - 1) // sh + 1
     wo = (w - (kw - 1) * dw - 1) // sw + 1
@@ -164,3 +165,22 @@ def conv_general_dilated_for(impl: str):
     """The ``conv_general_dilated`` callable for `impl` (one of CONV_IMPLS)."""
     resolve_impl(impl)  # validates
     return _IMPLS[impl]
+
+
+def max_pool(x, window: int, stride: int, padding: int, impl: str = "auto"):
+    """PyTorch's MaxPool2d(window, stride, padding) on NHWC: -inf padding, floor mode.
+
+    XLA lowers the gradient of its reduce-window max to a select-and-scatter, which its CPU backend
+    runs as a slow scalar loop (the largest single ops of the demo step). On the CPU ("auto",
+    "patches") the pool is instead the elementwise max of the window's k*k strided views, whose
+    gradient is a few selects. It routes the gradient like the reduce-window wherever the window's
+    maximum is unique; among exactly tied inputs the two split it differently (after a ReLU, ties
+    are zeros, whose gradient the ReLU zeroes anyway)."""
+    if resolve_impl(impl) == "xla":
+        pads = ((0, 0), (padding, padding), (padding, padding), (0, 0))
+        return lax.reduce_window(
+            x, -jnp.inf, lax.max, (1, window, window, 1), (1, stride, stride, 1), pads
+        )
+    pad = ((padding, padding),) * 2
+    views = _shifted_views(x, (window, window, x.shape[-1], None), stride, pad, None, fill=-jnp.inf)
+    return functools.reduce(jnp.maximum, views)

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from cps_jax.models.conv import conv_general_dilated_for
+from cps_jax.models.conv import conv_general_dilated_for, max_pool
 
 __all__ = ["ResNet", "BatchNorm", "BLOCKS", "conv", "batch_norm", "kaiming_normal"]
 
@@ -231,6 +231,7 @@ class ResNet(nnx.Module):
         kw = dict(dtype=dtype, param_dtype=param_dtype, impl=conv_impl)  # of every conv
         bn_kw = dict(momentum=bn_momentum, epsilon=bn_epsilon, dtype=dtype, param_dtype=param_dtype)
         self.depth, self.stem_type, self.output_stride = depth, stem, output_stride
+        self.conv_impl = conv_impl
 
         if stem == "deep":
             self.conv1 = conv(3, width, 3, stride=2, **kw, rngs=rngs)
@@ -275,8 +276,7 @@ class ResNet(nnx.Module):
             x = jax.nn.relu(self.bn2(self.conv2(x), use_running_average=ura))
             x = jax.nn.relu(self.bn3(self.conv3(x), use_running_average=ura))
         feats = {"stem": x}
-        # nnx.max_pool pads with -inf, like PyTorch's MaxPool2d(3, 2, padding=1).
-        x = nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+        x = max_pool(x, 3, 2, 1, impl=self.conv_impl)
         for name in ("layer1", "layer2", "layer3", "layer4"):
             x = getattr(self, name)(x, train=train)
             feats[name] = x

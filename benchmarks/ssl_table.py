@@ -14,6 +14,7 @@ import json
 import os
 import time
 
+import jax
 from absl import app, flags
 
 from cps_jax import config_files, datasets
@@ -134,6 +135,8 @@ def main(argv):
     seeds = [int(s) for s in FLAGS.seeds]
     grid = [(m, f, s) for f in FLAGS.fractions for s in seeds for m in FLAGS.methods]
     os.makedirs(FLAGS.out, exist_ok=True)
+    # The cells of one method differ only in data and seeds, so each step compiles once per table.
+    jax.config.update("jax_compilation_cache_dir", os.path.join(FLAGS.out, "compile_cache"))
     data = datasets.load(cell_config(module, FLAGS.methods[0], FLAGS.fractions[0], 0).data)
     cells, start = {}, time.perf_counter()
     for i, (method, fraction, seed) in enumerate(grid):

@@ -117,3 +117,33 @@ def test_profile_step_benchmark_sums_the_traced_ops_by_category():
     ops = {k: v for k, v in rows.items() if len(v) == 3 and not k.startswith("op (")}
     assert 1 <= len(ops) <= 5 and all(v[0] in categories for v in ops.values()), stdout
     assert "busy time per step" in stdout and "wall step time" in stdout
+
+
+def test_ssl_table_trains_every_cell_once_and_resumes(tmp_path):
+    out = tmp_path / "table"
+    args = (
+        "benchmarks/ssl_table.py",
+        f"--out={out}",
+        "--tiny",
+        "--steps=2",
+        "--methods=supervised",
+        "--fractions=1/4",
+        "--seeds=0,1",
+    )
+    env = {"CPS_DATA_DIR": str(tmp_path / "data")}
+    rows = table_rows(run_script(*args, env=env))
+    assert rows["Method"] == ["1/4"], rows
+    cells = json.loads((out / "table.json").read_text())
+    assert list(cells) == ["supervised|1/4"] and len(cells["supervised|1/4"]) == 2
+    # mean ± half the spread of the two seeds' left-net mIoU
+    a, b = (100 * c["miou_left"] for c in cells["supervised|1/4"])
+    assert rows["Supervised baseline"] == [f"{(a + b) / 2:.2f} ± {abs(a - b) / 2:.2f}"]
+    assert (out / "table.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "table.md").read_text().startswith("| Method | 1/4 |")
+    # A finished cell is read from its cell.json, not trained again.
+    cell = out / "cells" / "supervised__1-4__seed0" / "cell.json"
+    summary = json.loads(cell.read_text())
+    summary["miou_left"] = 0.5
+    cell.write_text(json.dumps(summary))
+    again = table_rows(run_script(*args, env=env))
+    assert again["Supervised baseline"] == [f"{(50 + b) / 2:.2f} ± {abs(50 - b) / 2:.2f}"]

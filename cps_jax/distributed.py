@@ -11,6 +11,7 @@ With none of them and no cluster around, the run is one process and nothing is i
 import os
 
 import jax
+from jax._src import distributed as jax_distributed
 from jax.experimental import multihost_utils
 
 ENV_VARS = {
@@ -102,6 +103,26 @@ def print_main(*args) -> None:
         print(*args, flush=True)
 
 
+# How long a process waits at a host-side barrier for the others (e.g. while process 0 prepares a
+# data set: minutes for a real one).
+BARRIER_TIMEOUT_S = 3 * 3600
+
+
+def barrier(name: str, timeout_s: float = BARRIER_TIMEOUT_S) -> None:
+    """Waits until every process has reached `barrier(name)`.
+
+    Through the coordination service, which waits as long as asked. A device collective
+    (`multihost_utils.sync_global_devices`) would do, but on the CPU the first one also sets up the
+    gloo context, whose connection wait is a fixed 30 s: a process that arrives later than that
+    (still preparing the data set, say) fails the run with DEADLINE_EXCEEDED.
+    """
+    client = jax_distributed.global_state.client
+    if client is None:  # not started through jax.distributed: a device barrier is all there is
+        multihost_utils.sync_global_devices(name)
+        return
+    client.wait_at_barrier(name, timeout_in_ms=int(timeout_s * 1000))
+
+
 def process_zero_first(fn, name: str):
     """fn() on process 0 first, then on the others once it is done (a barrier over all processes).
 
@@ -114,6 +135,6 @@ def process_zero_first(fn, name: str):
         try:
             return fn()
         finally:  # release the others even if process 0 failed: they then report their own error
-            multihost_utils.sync_global_devices(name)
-    multihost_utils.sync_global_devices(name)
+            barrier(name)
+    barrier(name)
     return fn()

@@ -197,3 +197,31 @@ def test_incomplete_flags_without_a_cluster_stop_with_a_clear_error(tmp_path):
     assert out.returncode != 0
     assert "error: distributed start-up" in out.stderr and "--coordinator_address" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+# Process 0 "prepares the data" for longer than gloo's fixed 30 s connection wait, then both
+# processes run a device collective.
+_SLOW_FIRST = """
+import sys, time
+import jax
+from jax.experimental import multihost_utils
+from cps_jax import distributed
+pid, port = int(sys.argv[1]), sys.argv[2]
+distributed.initialize(f"localhost:{port}", 2, pid)
+out = distributed.process_zero_first(lambda: time.sleep(40 if pid == 0 else 0) or pid, "slow")
+multihost_utils.sync_global_devices("after")
+print("done", out, flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_the_others_wait_for_a_slow_process_zero(tmp_path):
+    port = _free_port()
+    results = _run_all(
+        [[sys.executable, "-c", _SLOW_FIRST, str(i), str(port)] for i in range(2)],
+        _env(1),
+        cwd=str(tmp_path),
+        timeout=300,
+    )
+    for i, (code, out) in enumerate(results):
+        assert code == 0 and f"done {i}" in out, f"process {i}:\n{out[-3000:]}"

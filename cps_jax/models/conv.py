@@ -170,10 +170,10 @@ def conv_general_dilated_for(impl: str):
 def max_pool(x, window: int, stride: int, padding: int, impl: str = "auto"):
     """PyTorch's MaxPool2d(window, stride, padding) on NHWC: -inf padding, floor mode.
 
-    XLA lowers the gradient of its reduce-window max to a select-and-scatter, which its CPU backend
-    runs as a slow scalar loop (the largest single ops of the demo step). On the CPU ("auto",
-    "patches") the pool is instead the elementwise max of the window's k*k strided views, whose
-    gradient is a few selects. It routes the gradient like the reduce-window wherever the window's
+    The gradient of XLA's reduce-window max (a select-and-scatter) was the largest single op in
+    a CPU profile of the demo step; on the CPU ("auto", "patches") the pool is instead the
+    elementwise max of the window's k*k strided views, whose gradient is a few selects: 2.1x
+    faster alone (`benchmarks/conv_impl.py`), within the noise of a whole demo step. It routes the gradient like the reduce-window wherever the window's
     maximum is unique; among exactly tied inputs the two split it differently (after a ReLU, ties
     are zeros, whose gradient the ReLU zeroes anyway)."""
     if resolve_impl(impl) == "xla":

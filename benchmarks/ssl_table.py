@@ -1,7 +1,7 @@
 r"""The paper's Table 1 on `synthetic_streets`: every method at 1/16, 1/8 and 1/4 of the labels.
 
   python benchmarks/ssl_table.py --out runs/ssl_table [--methods cps,supervised]
-      [--fractions 1/16,1/8,1/4] [--seeds 0,1] [--config configs/ssl_table.py]
+      [--fractions 1/16,1/8,1/4] [--seeds 0,1] [--config configs/ssl_table.py[:ARGS]]
 
 Each cell (method, fraction, seed) trains in its own workdir under `<out>/cells/`, so a stopped
 table resumes where it stopped (finished cells are read from their `cell.json`, a half-trained cell
@@ -31,7 +31,7 @@ flags.DEFINE_list("seeds", ["0", "1"], "Seeds: each one draws its own labeled su
 flags.DEFINE_string(
     "config",
     os.path.join(os.path.dirname(__file__), "..", "configs", "ssl_table.py"),
-    "Config file with get_config(arg).",
+    "Config file with get_config(arg), optionally with ':ARGS' that every cell's arg gets too.",
 )
 flags.DEFINE_integer("steps", None, "Override total_steps (and the eval interval) of every cell.")
 flags.DEFINE_bool("tiny", False, "Tiny images and model: checks the script, not the methods.")
@@ -46,8 +46,9 @@ NAMES = {
 }
 
 
-def cell_config(module, method: str, fraction: str, seed: int):
-    config = module.get_config(f"method={method},split={fraction},seed={seed}")
+def cell_config(module, method: str, fraction: str, seed: int, extra_arg: str = ""):
+    arg = ",".join(filter(None, [f"method={method},split={fraction},seed={seed}", extra_arg]))
+    config = module.get_config(arg)
     if FLAGS.tiny:
         config.data.height, config.data.width = 32, 64
         config.data.num_train, config.data.num_validation = 64, 8
@@ -131,13 +132,16 @@ def plot(cells: dict, methods, fractions, path: str) -> None:
 
 def main(argv):
     del argv
-    module = config_files.load(FLAGS.config)
+    path, _, extra_arg = FLAGS.config.partition(":")
+    module = config_files.load(path)
     seeds = [int(s) for s in FLAGS.seeds]
     grid = [(m, f, s) for f in FLAGS.fractions for s in seeds for m in FLAGS.methods]
     os.makedirs(FLAGS.out, exist_ok=True)
     # The cells of one method differ only in data and seeds, so each step compiles once per table.
     jax.config.update("jax_compilation_cache_dir", os.path.join(FLAGS.out, "compile_cache"))
-    data = datasets.load(cell_config(module, FLAGS.methods[0], FLAGS.fractions[0], 0).data)
+    data = datasets.load(
+        cell_config(module, FLAGS.methods[0], FLAGS.fractions[0], 0, extra_arg).data
+    )
     cells, start = {}, time.perf_counter()
     for i, (method, fraction, seed) in enumerate(grid):
         name = f"{method}__{fraction.replace('/', '-')}__seed{seed}"
@@ -146,7 +150,7 @@ def main(argv):
             f"{format_seconds(time.perf_counter() - start)})",
             flush=True,
         )
-        config = cell_config(module, method, fraction, seed)
+        config = cell_config(module, method, fraction, seed, extra_arg)
         summary = run_cell(config, os.path.join(FLAGS.out, "cells", name), data)
         cells.setdefault((method, fraction), []).append(summary)
     table = markdown_table(cells, FLAGS.methods, FLAGS.fractions)

@@ -10,6 +10,12 @@ A narrow ResNet-18 DeepLabv3+ (output stride 16) on 64x64 crops of 64x128 scenes
 unlabeled images per step, 600 steps, sized so the whole table (5 methods x 3 fractions x 2 seeds)
 trains in under an hour on a 2-core CPU. From random initialisation (no pretrained backbone) the
 learning rate is 0.1, the best of {0.02, 0.1} for the supervised baseline, for every method.
+
+Two args change the regime for every cell alike: `scenes=N` trains on N generated scenes instead
+of 1000 (fewer scenes, fewer labeled images at each fraction), and `optim=adamw` uses AdamW at lr
+0.002, weight decay 0.01 instead of SGD at lr 0.1, e.g.
+
+  python benchmarks/ssl_table.py --config configs/ssl_table.py:scenes=256,optim=adamw
 """
 
 from cps_jax import config_files
@@ -37,6 +43,12 @@ def get_config(arg: str | None = None):
     config.data.crop_size = (64, 64)
     config.total_steps = 600
     config.optim.lr = 0.1
+    config.data.num_train = int(args.get("scenes", config.data.num_train))
+    optimizer = args.get("optim", "sgd")
+    if optimizer == "adamw":
+        config.optim.name, config.optim.lr, config.optim.weight_decay = "adamw", 0.002, 0.01
+    elif optimizer != "sgd":
+        raise ValueError(f"configs/ssl_table.py: optim must be 'sgd' or 'adamw', got {optimizer!r}")
     config.eval_every = config.checkpoint_every = 300
     config.log_every = 100
     config.keep_checkpoints = 1

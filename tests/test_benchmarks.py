@@ -124,6 +124,7 @@ def test_ssl_table_trains_every_cell_once_and_resumes(tmp_path):
     args = (
         "benchmarks/ssl_table.py",
         f"--out={out}",
+        "--config=configs/ssl_table.py:optim=adamw",  # every cell gets the args after ':'
         "--tiny",
         "--steps=2",
         "--methods=supervised",
@@ -140,6 +141,10 @@ def test_ssl_table_trains_every_cell_once_and_resumes(tmp_path):
     assert rows["Supervised baseline"] == [f"{(a + b) / 2:.2f} ± {abs(a - b) / 2:.2f}"]
     assert (out / "table.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "table.md").read_text().startswith("| Method | 1/4 |")
+    for seed in (0, 1):
+        logged = (out / "cells" / f"supervised__1-4__seed{seed}" / "metrics.jsonl").read_text()
+        first_lr = json.loads(logged.splitlines()[0])["train/lr"]
+        assert first_lr == pytest.approx(0.002), first_lr  # AdamW's lr at step 0, not SGD's 0.1
     # A finished cell is read from its cell.json, not trained again.
     cell = out / "cells" / "supervised__1-4__seed0" / "cell.json"
     summary = json.loads(cell.read_text())

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -75,6 +76,12 @@ def test_conv_benchmark_lists_the_models_convolutions():
     # ResNet-18, deep stem: stem 3 + 8 blocks x 2 + 4 downsamples; ASPP 7; decoder 4
     assert sum(int(r[4]) for r in shapes) == int(total[4]) == 34
     assert all(float(r[5]) > 0 and float(r[6]) > 0 for r in shapes)
+    found = re.search(r"faster implementation: ([\d.]+) ms; .* chooses .*: ([\d.]+) ms", stdout)
+    fastest, auto = (float(v) for v in found.groups())
+    times = [(int(r[4]), float(r[5]), float(r[6])) for r in shapes]
+    assert fastest == pytest.approx(sum(n * min(x, p) for n, x, p in times), rel=0.01, abs=0.2)
+    # auto takes one of the two per shape: between the faster and the slower of each
+    assert fastest - 0.01 <= auto <= sum(n * max(x, p) for n, x, p in times) + 0.2
     # the stem's 3x3 / 2 max pool, both ways
     assert pool_header[4:6] == ["reduce-window ms", "strided views ms"]
     assert [r[1:4] for r in pools] == [["3", "2", "1"]]

@@ -1,19 +1,19 @@
 """Convolution implementations, chosen by `config.model.conv_impl`.
 
   "xla"      ``lax.conv_general_dilated``: XLA's native convolution. Right on GPU/TPU, where it maps
-             to cuDNN / the MXU; slow on the CPU (its CPU convolutions reach a fraction of its
-             matmul speed, forward and backward).
+             to cuDNN / the MXU; on the CPU its speed against patches depends on the machine and
+             the shape (below).
   "patches"  im2col: the k*k shifted (strided, dilated) views of the padded input are
              concatenated along channels and contracted with the reshaped kernel in ONE matmul,
              [N*Ho*Wo, k*k*Cin] x [k*k*Cin, Cout]; its gradient is two matmuls plus slices and
              pads. The matmuls run near the CPU's matmul speed; the price is k*k times the input's
              memory for the patches, and memory-bound copies (concatenation, pads) around them.
-  "auto"     (default) "xla" on any accelerator; on the CPU chosen per layer from its shape, by
-             the measurements of `benchmarks/conv_impl.py` (ResNet-18/50 DeepLabv3+): "patches"
-             for 1x1 convs (2-5x faster than XLA's), dilated 3x3 convs (ASPP, dilated stages) and
-             wide 3x3 convs at high resolution (Cin >= 256 at H*W >= 64*64: the decoder); "xla"
-             for the other 3x3 convs (stem, narrow or low-resolution stages), where XLA's own is
-             up to 2x faster than patches.
+  "auto"     (default) "xla" on any accelerator; on the CPU "patches" for 1x1 convs, which are one
+             plain matmul with no patches to build (1.2-2x faster than XLA's convolution on both
+             CPUs measured), and "xla" for the others. Whether patches also pay for wide or
+             dilated 3x3 convs depends on the CPU: 1.1-2.2x faster on one 2-core Intel machine,
+             up to 1.5x slower on a 2-core AMD EPYC (`benchmarks/conv_impl.py` prints, per
+             machine, each shape's times and what "auto" costs against the faster of the two).
 
 Each is a drop-in for the ``conv_general_dilated`` argument of ``nnx.Conv``, so parameters, names
 and checkpoints do not depend on the choice.
@@ -126,31 +126,22 @@ def _shifted_views(lhs, rhs_shape, window_strides, padding, rhs_dilation, fill=0
     ]
 
 
-# Below these, XLA's CPU convolution beats patches on undilated 3x3 convs.
-WIDE_3X3_CHANNELS = 256
-WIDE_3X3_PIXELS = 64 * 64
-
-
-def resolve_impl(impl: str, lhs_shape=None, rhs_shape=None, strides=None, dilation=None) -> str:
-    """The implementation a conv of these shapes runs with; "auto" is decided when the step is
-    traced, from the backend and (on the CPU) the layer's shape."""
+def resolve_impl(impl: str, rhs_shape=None) -> str:
+    """The implementation a conv with this kernel shape runs with; "auto" is decided when the step
+    is traced, from the backend and (on the CPU) the kernel's window."""
     if impl not in CONV_IMPLS:
         raise ValueError(f"model.conv_impl must be one of {CONV_IMPLS}, got {impl!r}")
     if impl != "auto":
         return impl
     if jax.default_backend() != "cpu":
         return "xla"
-    if lhs_shape is None:
-        return "patches"
-    if tuple(rhs_shape[:2]) == (1, 1) or any(d != 1 for d in _pairs(dilation, 2)):
-        return "patches"
-    _, h, w, cin = lhs_shape
-    wide = cin >= WIDE_3X3_CHANNELS and h * w >= WIDE_3X3_PIXELS
-    return "patches" if wide and all(s == 1 for s in _pairs(strides, 2)) else "xla"
+    if rhs_shape is None:
+        return "patches"  # no shape: the CPU's choice where it has none (max_pool's views)
+    return "patches" if tuple(rhs_shape[:2]) == (1, 1) else "xla"
 
 
 def _auto(lhs, rhs, window_strides, padding, **kwargs):
-    impl = resolve_impl("auto", lhs.shape, rhs.shape, window_strides, kwargs.get("rhs_dilation"))
+    impl = resolve_impl("auto", rhs.shape)
     return _IMPLS[impl](lhs, rhs, window_strides, padding, **kwargs)
 
 

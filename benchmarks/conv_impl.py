@@ -136,10 +136,9 @@ def main(argv):
             )
             totals[impl] += count * seconds[impl]
         total_flops += count * flops
-        fastest_total += count * min(seconds.values())
-        auto = resolve_impl("auto", ws)
-        auto_total += count * seconds.get(auto, float("nan"))
         best = min(seconds.values())
+        fastest_total += count * best
+        auto_total += count * seconds.get(resolve_impl("auto", ws), float("nan"))
         cells = " | ".join(f"{seconds[i] * 1e3:.2f}" for i in impls)
         print(
             f"| {'x'.join(map(str, xs))} | {'x'.join(map(str, ws))} | {strides[0]} | "

@@ -11,14 +11,16 @@ unlabeled images per step, 600 steps, sized so the whole table (5 methods x 3 fr
 trains in under an hour on a 2-core CPU. From random initialisation (no pretrained backbone) the
 learning rate is 0.1, the best of {0.02, 0.1} for the supervised baseline, for every method.
 
-Two args change the regime for every cell alike: `scenes=N` trains on N generated scenes instead
-of 1000 (fewer scenes, fewer labeled images at each fraction), and `optim=adamw` uses AdamW at lr
-0.002, weight decay 0.01 instead of SGD at lr 0.1, e.g.
+Three args change the regime for every cell alike: `scenes=N` trains on N generated scenes instead
+of 1000 (fewer scenes, fewer labeled images at each fraction), `optim=adamw` uses AdamW at lr
+0.002, weight decay 0.01 instead of SGD at lr 0.1, and `domain=weather` renders the scenes under
+varied weather and time of day (`cps_jax/data/synthetic_streets.py`), e.g.
 
   python benchmarks/ssl_table.py --config configs/ssl_table.py:scenes=256,optim=adamw
 """
 
 from cps_jax import config_files
+from cps_jax.data.synthetic_streets import DOMAINS
 
 
 demo = config_files.sibling(__file__, "demo")
@@ -44,6 +46,11 @@ def get_config(arg: str | None = None):
     config.total_steps = 600
     config.optim.lr = 0.1
     config.data.num_train = int(args.get("scenes", config.data.num_train))
+    config.data.domain = str(args.get("domain", config.data.domain))
+    if config.data.domain not in DOMAINS:
+        raise ValueError(
+            f"configs/ssl_table.py: domain must be one of {DOMAINS}, got {config.data.domain!r}"
+        )
     optimizer = args.get("optim", "sgd")
     if optimizer == "adamw":
         config.optim.name, config.optim.lr, config.optim.weight_decay = "adamw", 0.002, 0.01

@@ -62,7 +62,7 @@ def test_wrong_type_is_named_in_the_error():
     assert out.returncode != 0 and "width" in out.stderr and "wide" in out.stderr
 
 
-def test_ssl_table_regime_args_set_scenes_and_optimizer():
+def test_ssl_table_regime_args_set_scenes_optimizer_and_domain():
     module = config_files.load(os.path.join(ROOT, "configs", "ssl_table.py"))
     default = module.get_config("method=cps,split=1/16")
     assert (default.data.num_train, default.optim.name, default.optim.lr) == (1000, "sgd", 0.1)
@@ -71,11 +71,15 @@ def test_ssl_table_regime_args_set_scenes_and_optimizer():
     assert (config.optim.lr, config.optim.weight_decay) == (0.002, 0.01)
     with pytest.raises(ValueError, match="optim must be 'sgd' or 'adamw', got 'adam'"):
         module.get_config("optim=adam")
+    assert default.data.domain == "photo"
+    assert module.get_config("domain=weather").data.domain == "weather"
+    with pytest.raises(ValueError, match="domain must be one of .*, got 'snow'"):
+        module.get_config("domain=snow")
 
 
 CONFIG_VARIANTS = [
     ("demo.py", None),
-    ("ssl_table.py", "method=cutmix_seg,split=1/4,seed=1,scenes=256,optim=adamw"),
+    ("ssl_table.py", "method=cutmix_seg,split=1/4,seed=1,scenes=256,optim=adamw,domain=weather"),
     ("paper.py", "dataset=voc,split=1/2,backbone=r101,cutmix=False"),
     ("voc.py", "split=1/16,backbone=r50,cutmix=True"),
     ("cityscapes.py", "split=1/8,backbone=r101,cutmix=False"),

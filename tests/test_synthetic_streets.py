@@ -111,11 +111,71 @@ def test_render_and_photo_domains_share_layout():
         photo, mask_p = scene(seed, "photo")
         flat, mask_r = scene(seed, "render")
         np.testing.assert_array_equal(mask_p, mask_r)
+        np.testing.assert_array_equal(scene(seed, "weather")[1], mask_p)
         assert np.abs(photo.astype(int) - flat.astype(int)).mean() > 5
         # texture and sensor noise: high-frequency energy inside regions
         lp, lr = _interior_laplacian(photo, mask_p), _interior_laplacian(flat, mask_r)
         assert lp > lr + 2.0, (seed, lp, lr)
         assert lr < 1.0, (seed, lr)  # render is flat inside regions
+
+
+def test_weather_conditions_are_drawn_as_often_as_stated():
+    n = 3000
+    drawn = [ss.scene_condition(seed) for seed in range(n)]
+    assert sum(ss.CONDITION_PROBS) == pytest.approx(1.0)
+    for name, p in zip(ss.CONDITIONS, ss.CONDITION_PROBS, strict=True):
+        # within 4.5 binomial standard deviations
+        assert abs(drawn.count(name) - n * p) < 4.5 * np.sqrt(n * p * (1 - p)), name
+
+
+def _seeds_by_condition(per_condition=3):
+    found = {name: [] for name in ss.CONDITIONS}
+    seed = 0
+    while min(map(len, found.values())) < per_condition:
+        found[ss.scene_condition(seed)].append(seed)
+        seed += 1
+    return {name: seeds[:per_condition] for name, seeds in found.items()}
+
+
+def _depth(seed):
+    scene_ = ss._Scene(seed, H, W, "weather")
+    scene_.render()
+    return scene_.depth
+
+
+def _luma(image):
+    return image.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+
+
+def _saturation(image):
+    x = image.astype(np.float64)
+    return float((x.max(-1) - x.min(-1)).mean())
+
+
+def test_weather_domain_changes_appearance_as_its_condition_says():
+    """`weather` keeps the layout and, for clear scenes, every pixel of `photo`; overcast, rain and
+    fog grey the scene; fog also hides what is far; dusk and night darken it."""
+    for name, seeds in _seeds_by_condition().items():
+        for seed in seeds:
+            image, mask = scene(seed, "weather")
+            photo, photo_mask = scene(seed, "photo")
+            np.testing.assert_array_equal(mask, photo_mask)
+            if name == "clear":
+                np.testing.assert_array_equal(image, photo)
+                continue
+            assert np.abs(image.astype(int) - photo.astype(int)).mean() > 5, (name, seed)
+            if name in ("overcast", "rain", "fog"):
+                assert _saturation(image) < 0.8 * _saturation(photo), (name, seed)
+            if name == "fog":  # things beyond 25 m fade into one grey
+                depth = _depth(seed)
+                far = np.isfinite(depth) & (depth > 25)
+                spread = [x[far].astype(float).std(0).mean() for x in (image, photo)]
+                assert far.sum() > 100 and spread[0] < 0.6 * spread[1], (seed, spread)
+            if name in ("dusk", "night"):
+                assert _luma(image).mean() < 0.8 * _luma(photo).mean(), (name, seed)
+            if name == "night":
+                sky = mask == ss.CLASS_NAMES.index("sky")
+                assert _luma(image)[sky].mean() < 40, seed
 
 
 def test_appearance_varies_across_scenes():

@@ -12,9 +12,10 @@ The appearance of each class varies a lot from scene to scene (colour palettes p
 procedural textures, sun and shadows, haze, exposure, white balance, blur and sensor noise), so a
 few labelled images do not cover the appearance space and unlabelled ones carry information.
 
-Two domains share the layout: `render` (flat colours, hard edges, no noise: a game engine) and
-`photo` (textured, lit, hazy, blurred and noisy; the default). The same seed gives the same mask
-in both.
+Three domains share the layout: `render` (flat colours, hard edges, no noise: a game engine),
+`photo` (textured, lit, hazy, blurred and noisy; the default) and `weather` (`photo` under varied
+weather and time of day: 40% clear, the rest overcast, rain, fog, dusk or night). The same seed
+gives the same mask in all three.
 
   image, mask = render_scene(seed=3, height=96, width=192)          # uint8 [H,W,3], [H,W]
   ds = prepare("data")                                              # TFDS, array_record
@@ -62,6 +63,9 @@ __all__ = [
     "NUM_CLASSES",
     "IGNORE_LABEL",
     "DOMAINS",
+    "CONDITIONS",
+    "CONDITION_PROBS",
+    "scene_condition",
     "render_scene",
     "example_seed",
     "SyntheticStreets",
@@ -71,7 +75,10 @@ __all__ = [
     "colorize",
 ]
 
-DOMAINS = ("photo", "render")
+DOMAINS = ("photo", "render", "weather")
+# Weather and time of day of a `weather`-domain scene, and how often each is drawn.
+CONDITIONS = ("clear", "overcast", "rain", "fog", "dusk", "night")
+CONDITION_PROBS = (0.4, 0.12, 0.12, 0.12, 0.12, 0.12)
 _SPLIT_CODES = {"train": 0, "validation": 1}
 
 
@@ -282,13 +289,30 @@ def _gauss_blur(img, sigma):
     return sum(k[i] * p[:, i : i + w] for i in range(2 * r + 1))
 
 
+def _draw_condition(seed):
+    """(condition, strength in [0.6, 1], phase in [0, 1]) of scene `seed` in the `weather` domain.
+
+    Drawn from a stream of its own, so the `weather` domain changes no other draw: its "clear"
+    scenes are the `photo` domain's, pixel for pixel."""
+    rng = np.random.default_rng([int(seed), 0xC0D1])
+    condition = CONDITIONS[rng.choice(len(CONDITIONS), p=CONDITION_PROBS)]
+    return condition, rng.uniform(0.6, 1.0), rng.uniform(0, 1)
+
+
+def scene_condition(seed: int) -> str:
+    """The weather and time of day (one of CONDITIONS) of scene `seed` in the `weather` domain."""
+    return _draw_condition(seed)[0]
+
+
 class _Scene:
     """Samples one scene's layout and appearance (domain independent) and rasterises it."""
 
-    def __init__(self, seed, height, width, photo):
-        self.H, self.W, self.photo = int(height), int(width), bool(photo)
+    def __init__(self, seed, height, width, domain):
+        self.H, self.W = int(height), int(width)
+        self.photo, self.weather = domain != "render", domain == "weather"
         # `rng` drives layout and appearance in the same order in both domains; `trng` only the
         # photo-domain noise fields, so the mask never depends on the domain.
+        self.seed = int(seed)
         self.rng = np.random.default_rng([int(seed), 0x5EED])
         self.trng = np.random.default_rng([int(seed), 0x7E47])
         self.salt = int(self.rng.integers(1, 2**31))
@@ -357,6 +381,11 @@ class _Scene:
         self.blur = rng.uniform(0.25, 0.9) * self.W / 192
         self.noise = rng.uniform(0.004, 0.028)
         self.visibility = rng.uniform(100, 1500)
+        self._sample_condition()
+
+    def _sample_condition(self):
+        condition, self.cond_strength, self.cond_phase = _draw_condition(self.seed)
+        self.condition = condition if self.weather else "clear"
 
     def _sample_road(self):
         rng = self.rng
@@ -1550,13 +1579,58 @@ class _Scene:
             )
 
     # camera response ---------------------------------------------------------------------------
+    def _apply_condition(self, img):
+        """Weather and time of day: overcast and rain grey the scene (rain also wets the ground
+        and streaks the air), dusk warms and darkens it, night darkens it and lights windows and
+        traffic lights. Fog is the short visibility of the haze."""
+        cond, k, m = self.condition, self.cond_strength, self.mask
+        crng = np.random.default_rng([self.seed, 0xC0D2])
+        if cond in ("overcast", "rain", "fog"):
+            grey = img.mean(-1, keepdims=True)
+            img = (grey + (img - grey) * (1 - 0.5 * k)) * (1 - 0.3 * k)
+            sky = (m == SKY)[..., None]
+            img = np.where(sky, grey * 0.3 + 0.55 + 0.2 * self.cond_phase, img)
+        if cond == "rain":
+            wet = np.isin(m, (ROAD, SIDEWALK))[..., None]
+            shine = np.clip(0.5 + 0.5 * self.n_coarse, 0, 1)[..., None] * 0.25 * k
+            img = np.where(wet, img * (1 - 0.4 * k) + shine * self.sky_horizon.mean(), img)
+            drops = (crng.random((self.H, self.W)) < 0.004 * k).astype(np.float32)
+            length = max(2, self.H // 10)
+            slant = crng.uniform(-0.4, 0.4)
+            streaks = sum(
+                np.roll(drops, (j, round(j * slant)), axis=(0, 1)) for j in range(length)
+            )
+            img = img + 0.12 * np.clip(streaks, 0, 1)[..., None]
+        if cond == "dusk":
+            img = img * np.array([1.15, 0.85, 0.6], np.float32) * (1 - 0.45 * k)
+        if cond == "night":
+            dark = np.array([0.55, 0.7, 1.0], np.float32) * (0.2 + 0.15 * (1 - k))
+            glow = np.zeros_like(img)
+            lit = (m == BUILDING) & (self.n_med > 0.35 + 0.4 * self.cond_phase)
+            glow[lit] = np.array([1.0, 0.8, 0.45], np.float32) * 0.6
+            ground = np.isin(m, (ROAD, SIDEWALK, TERRAIN))
+            pools = np.clip(self.n_coarse, 0, 1)[ground][:, None]
+            glow[ground] = pools * np.array([0.35, 0.27, 0.15], np.float32) * img[ground]
+            lights = m == TRAFFIC_LIGHT
+            glow[lights] = img[lights]
+            sky = (m == SKY)[..., None]
+            img = np.where(sky, np.array([0.02, 0.03, 0.07], np.float32), img * dark)
+            img = img + glow + 0.5 * _gauss_blur(glow, 1.5 * self.W / 192)
+        return img
+
     def _finish(self):
         img = self.img
         if not self.photo:
             return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
         d = self.depth
-        haze = np.where(np.isfinite(d), 1 - np.exp(-np.minimum(d, 1e4) / self.visibility), 0.0)
-        img = img * (1 - haze[..., None]) + self.sky_horizon * haze[..., None]
+        cond, k = self.condition, self.cond_strength
+        visibility = 8 + 40 * (1 - k) if cond == "fog" else self.visibility
+        haze_col = self.sky_horizon
+        if cond in ("overcast", "rain", "fog"):
+            haze_col = np.full(3, 0.55 + 0.25 * self.cond_phase, np.float32)
+        haze = np.where(np.isfinite(d), 1 - np.exp(-np.minimum(d, 1e4) / visibility), 0.0)
+        img = img * (1 - haze[..., None]) + haze_col * haze[..., None]
+        img = self._apply_condition(img)
         img = img * (self.exposure * self.wb)
         mean = img.mean()
         img = (img - mean) * self.contrast + mean
@@ -1569,7 +1643,8 @@ class _Scene:
             img = img * (1 - self.vignette * 0.5 * (ry[:, None] + rx[None, :]))[..., None]
         img = _gauss_blur(img.astype(np.float32), self.blur)
         t = self.trng
-        img = img + self.noise * (
+        noise = self.noise * (3.0 if self.condition == "night" else 1.0)
+        img = img + noise * (
             t.standard_normal(img.shape[:2], dtype=np.float32)[..., None]
             + 0.5 * t.standard_normal(img.shape, dtype=np.float32)
         )
@@ -1579,14 +1654,14 @@ class _Scene:
 def render_scene(seed: int, height: int, width: int, domain: str = "photo"):
     """Renders one scene: (image uint8 [H, W, 3], mask uint8 [H, W] with values in [0, NUM_CLASSES)).
 
-    Deterministic in `seed`; `domain` ("photo" or "render") changes the appearance only, never the
+    Deterministic in `seed`; `domain` (one of DOMAINS) changes the appearance only, never the
     mask.
     """
     if domain not in DOMAINS:
         raise ValueError(f"domain must be one of {DOMAINS}, got {domain!r}")
     if height < 8 or width < 8:
         raise ValueError(f"image too small: {height}x{width}")
-    return _Scene(seed, height, width, domain == "photo").render()
+    return _Scene(seed, height, width, domain).render()
 
 
 # ----------------------------------------------------------------------------------- TFDS

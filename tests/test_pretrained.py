@@ -9,6 +9,7 @@ import pytest
 from flax import nnx, traverse_util
 
 from configs import demo
+from cps_jax import export
 from cps_jax.models import ResNet
 from cps_jax.models import pretrained as P
 from cps_jax.optim import make_optimizer
@@ -181,6 +182,29 @@ def test_pretrained_backbone_in_both_nets_heads_differ(config, tmp_path):
     a, b = flat_backbone(fresh.left), flat_backbone(fresh.right)
     assert not np.array_equal(a["conv1/kernel"], b["conv1/kernel"])
     assert not np.array_equal(a["conv1/kernel"], weights["backbone/conv1/kernel"])
+
+
+def test_pretrained_from_a_cps_jax_export_takes_its_left_backbone(config, tmp_path):
+    """A backbone cps_jax trained itself (e.g. on a source domain) starts both nets of a new run."""
+    _, left_params, left_stats = init_net(config.model, NUM_CLASSES, 7)
+    _, right_params, right_stats = init_net(config.model, NUM_CLASSES, 8)
+    nets = {
+        "left": {"params": left_params, "batch_stats": left_stats},
+        "right": {"params": right_params, "batch_stats": right_stats},
+    }
+    names, colours = tuple(f"c{i}" for i in range(NUM_CLASSES)), np.zeros((NUM_CLASSES, 3))
+    path = str(tmp_path / "source.cpsj")
+    export.save(export.Model(config, nets, names, colours, step=3), path)
+    state = make_state(config, path)
+    expected = backbone_arrays(config, seed=7)
+    for net in (state.left, state.right):
+        got = flat_backbone(net)
+        assert {f"backbone/{k}" for k in got} == set(expected)
+        for k, v in got.items():
+            np.testing.assert_array_equal(v, expected[f"backbone/{k}"], err_msg=k)
+    export.save(export.Model(config, {"right": nets["right"]}, names, colours), path)
+    with pytest.raises(ValueError, match=r"model.pretrained: .*source\.cpsj: has no left net"):
+        make_state(config, path)
 
 
 def test_pretrained_mismatch_names_every_key_and_the_file(config, tmp_path):

@@ -15,8 +15,9 @@ BatchNorm ``weight/bias/running_mean/running_var`` become ``scale/bias`` (params
 
   cps-convert-weights --input resnet50_v1c.pth --output resnet50_v1c.npz [--layout auto]
 
-``model.pretrained=PATH`` (an .npz from the converter, or a checkpoint directly when torch is
-installed) puts the backbone into both nets of the pair; see ``replace_backbone``.
+``model.pretrained=PATH`` (an .npz from the converter, a checkpoint directly when torch is
+installed, or a ``cps-export`` file whose left net's backbone is taken) puts the backbone into both
+nets of the pair; see ``replace_backbone``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ __all__ = [
     "convert_state_dict",
     "read_torch_checkpoint",
     "load_weights",
+    "backbone_of_export",
     "load_for_model",
     "infer_architecture",
     "expected_shapes",
@@ -178,10 +180,28 @@ def read_torch_checkpoint(path: str) -> dict[str, np.ndarray]:
     return {k: v.detach().to(torch.float32).numpy() for k, v in sd.items()}
 
 
+def backbone_of_export(path: str) -> dict[str, np.ndarray]:
+    """Flat backbone arrays of the left net of a `cps-export` file (`.cpsj`): a backbone that
+    cps_jax trained itself, e.g. on a labeled source domain, to start other runs from."""
+    from cps_jax import export
+
+    net = export.load(path).nets.get("left")
+    if net is None:
+        raise ValueError(f"{path}: has no left net (export it with --net left or both)")
+    flat = {}
+    for kind in ("params", "batch_stats"):
+        tree = traverse_util.flatten_dict(net[kind][PREFIX], sep="/")
+        flat.update({f"{PREFIX}/{k}": np.asarray(v) for k, v in tree.items()})
+    return flat
+
+
 def load_weights(path: str, layout: str = "auto") -> dict[str, np.ndarray]:
-    """Flat backbone arrays from a converted `.npz`, or from a PyTorch checkpoint (needs torch)."""
+    """Flat backbone arrays from a converted `.npz`, a `cps-export` file (`.cpsj`), or a PyTorch
+    checkpoint (needs torch)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such weight file: {path}")
+    if path.endswith(".cpsj"):
+        return backbone_of_export(path)
     if path.endswith(".npz"):
         try:
             with np.load(path) as f:

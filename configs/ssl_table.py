@@ -11,10 +11,11 @@ unlabeled images per step, 600 steps, sized so the whole table (5 methods x 3 fr
 trains in under an hour on a 2-core CPU. From random initialisation (no pretrained backbone) the
 learning rate is 0.1, the best of {0.02, 0.1} for the supervised baseline, for every method.
 
-Three args change the regime for every cell alike: `scenes=N` trains on N generated scenes instead
+Four args change the regime for every cell alike: `scenes=N` trains on N generated scenes instead
 of 1000 (fewer scenes, fewer labeled images at each fraction), `optim=adamw` uses AdamW at lr
-0.002, weight decay 0.01 instead of SGD at lr 0.1, and `domain=weather` renders the scenes under
-varied weather and time of day (`cps_jax/data/synthetic_streets.py`), e.g.
+0.002, weight decay 0.01 instead of SGD at lr 0.1, `domain=weather` renders the scenes under
+varied weather and time of day (`cps_jax/data/synthetic_streets.py`), and `pretrained=FILE`
+starts every net from that backbone (see README, "Pretrained backbones"), e.g.
 
   python benchmarks/ssl_table.py --config configs/ssl_table.py:scenes=256,optim=adamw
 """
@@ -47,6 +48,7 @@ def get_config(arg: str | None = None):
     config.optim.lr = 0.1
     config.data.num_train = int(args.get("scenes", config.data.num_train))
     config.data.domain = str(args.get("domain", config.data.domain))
+    config.model.pretrained = str(args.get("pretrained", config.model.pretrained))
     if config.data.domain not in DOMAINS:
         raise ValueError(
             f"configs/ssl_table.py: domain must be one of {DOMAINS}, got {config.data.domain!r}"

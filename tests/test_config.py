@@ -62,7 +62,7 @@ def test_wrong_type_is_named_in_the_error():
     assert out.returncode != 0 and "width" in out.stderr and "wide" in out.stderr
 
 
-def test_ssl_table_regime_args_set_scenes_optimizer_and_domain():
+def test_ssl_table_regime_args_set_scenes_optimizer_domain_and_backbone():
     module = config_files.load(os.path.join(ROOT, "configs", "ssl_table.py"))
     default = module.get_config("method=cps,split=1/16")
     assert (default.data.num_train, default.optim.name, default.optim.lr) == (1000, "sgd", 0.1)
@@ -73,6 +73,8 @@ def test_ssl_table_regime_args_set_scenes_optimizer_and_domain():
         module.get_config("optim=adam")
     assert default.data.domain == "photo"
     assert module.get_config("domain=weather").data.domain == "weather"
+    assert default.model.pretrained == ""
+    assert module.get_config("pretrained=runs/a.cpsj").model.pretrained == "runs/a.cpsj"
     with pytest.raises(ValueError, match="domain must be one of .*, got 'snow'"):
         module.get_config("domain=snow")
 

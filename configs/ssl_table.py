@@ -48,11 +48,11 @@ def get_config(arg: str | None = None):
     config.optim.lr = 0.1
     config.data.num_train = int(args.get("scenes", config.data.num_train))
     config.data.domain = str(args.get("domain", config.data.domain))
-    config.model.pretrained = str(args.get("pretrained", config.model.pretrained))
     if config.data.domain not in DOMAINS:
         raise ValueError(
             f"configs/ssl_table.py: domain must be one of {DOMAINS}, got {config.data.domain!r}"
         )
+    config.model.pretrained = str(args.get("pretrained", config.model.pretrained))
     optimizer = args.get("optim", "sgd")
     if optimizer == "adamw":
         config.optim.name, config.optim.lr, config.optim.weight_decay = "adamw", 0.002, 0.01

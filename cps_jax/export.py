@@ -103,20 +103,22 @@ def save(model: Model, path: str) -> None:
     os.replace(tmp, path)
 
 
-def load(path: str) -> Model:
-    """Reads a file written by `save`, with a clear error for anything else."""
+def load(path: str, flag: str = "--model") -> Model:
+    """Reads a file written by `save`, with a clear error, naming `flag` and `path`, for anything
+    else."""
+    where = f"{flag} {path}" if flag else path
     try:
         with open(path, "rb") as f:
             payload = serialization.msgpack_restore(f.read())
     except OSError as error:
-        raise ValueError(f"--model {path}: cannot read it ({error})") from error
+        raise ValueError(f"{where}: cannot read it ({error})") from error
     except Exception as error:  # msgpack raises several unrelated types on foreign bytes
-        raise ValueError(f"--model {path}: not a cps_jax model file ({error})") from error
+        raise ValueError(f"{where}: not a cps_jax model file ({error})") from error
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"--model {path}: not a cps_jax model file (written by cps-export)")
+        raise ValueError(f"{where}: not a cps_jax model file (written by cps-export)")
     if payload.get("version", 0) > VERSION:
         raise ValueError(
-            f"--model {path}: format version {payload['version']} is newer than this cps_jax "
+            f"{where}: format version {payload['version']} is newer than this cps_jax "
             f"reads ({VERSION}); upgrade cps_jax"
         )
     return Model(

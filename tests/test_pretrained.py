@@ -205,6 +205,10 @@ def test_pretrained_from_a_cps_jax_export_takes_its_left_backbone(config, tmp_pa
     export.save(export.Model(config, {"right": nets["right"]}, names, colours), path)
     with pytest.raises(ValueError, match=r"model.pretrained: .*source\.cpsj: has no left net"):
         make_state(config, path)
+    junk = tmp_path / "junk.cpsj"
+    junk.write_bytes(b"\x00\x01 not msgpack")
+    with pytest.raises(ValueError, match=r"^model.pretrained: \S*junk\.cpsj: not a cps_jax model"):
+        make_state(config, junk)
 
 
 def test_pretrained_mismatch_names_every_key_and_the_file(config, tmp_path):

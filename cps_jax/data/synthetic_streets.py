@@ -310,9 +310,9 @@ class _Scene:
     def __init__(self, seed, height, width, domain):
         self.H, self.W = int(height), int(width)
         self.photo, self.weather = domain != "render", domain == "weather"
-        # `rng` drives layout and appearance in the same order in both domains; `trng` only the
-        # photo-domain noise fields, so the mask never depends on the domain.
         self.seed = int(seed)
+        # `rng` drives layout and appearance in the same order in every domain; `trng` only the
+        # photo-domain noise fields, so the mask never depends on the domain.
         self.rng = np.random.default_rng([int(seed), 0x5EED])
         self.trng = np.random.default_rng([int(seed), 0x7E47])
         self.salt = int(self.rng.integers(1, 2**31))
@@ -1597,9 +1597,7 @@ class _Scene:
             drops = (crng.random((self.H, self.W)) < 0.004 * k).astype(np.float32)
             length = max(2, self.H // 10)
             slant = crng.uniform(-0.4, 0.4)
-            streaks = sum(
-                np.roll(drops, (j, round(j * slant)), axis=(0, 1)) for j in range(length)
-            )
+            streaks = sum(np.roll(drops, (j, round(j * slant)), axis=(0, 1)) for j in range(length))
             img = img + 0.12 * np.clip(streaks, 0, 1)[..., None]
         if cond == "dusk":
             img = img * np.array([1.15, 0.85, 0.6], np.float32) * (1 - 0.45 * k)

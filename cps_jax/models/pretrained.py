@@ -185,7 +185,7 @@ def backbone_of_export(path: str) -> dict[str, np.ndarray]:
     cps_jax trained itself, e.g. on a labeled source domain, to start other runs from."""
     from cps_jax import export
 
-    net = export.load(path).nets.get("left")
+    net = export.load(path, flag="").nets.get("left")
     if net is None:
         raise ValueError(f"{path}: has no left net (export it with --net left or both)")
     flat = {}

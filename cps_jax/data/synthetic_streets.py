@@ -1584,7 +1584,6 @@ class _Scene:
         and streaks the air), dusk warms and darkens it, night darkens it and lights windows and
         traffic lights. Fog is the short visibility of the haze."""
         cond, k, m = self.condition, self.cond_strength, self.mask
-        crng = np.random.default_rng([self.seed, 0xC0D2])
         if cond in ("overcast", "rain", "fog"):
             grey = img.mean(-1, keepdims=True)
             img = (grey + (img - grey) * (1 - 0.5 * k)) * (1 - 0.3 * k)
@@ -1594,6 +1593,7 @@ class _Scene:
             wet = np.isin(m, (ROAD, SIDEWALK))[..., None]
             shine = np.clip(0.5 + 0.5 * self.n_coarse, 0, 1)[..., None] * 0.25 * k
             img = np.where(wet, img * (1 - 0.4 * k) + shine * self.sky_horizon.mean(), img)
+            crng = np.random.default_rng([self.seed, 0xC0D2])  # the streaks' own stream
             drops = (crng.random((self.H, self.W)) < 0.004 * k).astype(np.float32)
             length = max(2, self.H // 10)
             slant = crng.uniform(-0.4, 0.4)

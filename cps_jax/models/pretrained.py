@@ -188,11 +188,8 @@ def backbone_of_export(path: str) -> dict[str, np.ndarray]:
     net = export.load(path, flag="").nets.get("left")
     if net is None:
         raise ValueError(f"{path}: has no left net (export it with --net left or both)")
-    flat = {}
-    for kind in ("params", "batch_stats"):
-        tree = traverse_util.flatten_dict(net[kind][PREFIX], sep="/")
-        flat.update({f"{PREFIX}/{k}": np.asarray(v) for k, v in tree.items()})
-    return flat
+    flat = _flat_backbone(net["params"], net["batch_stats"])
+    return {k: np.asarray(v) for k, v in flat.items()}
 
 
 def load_weights(path: str, layout: str = "auto") -> dict[str, np.ndarray]:
@@ -252,6 +249,11 @@ def _flat(tree) -> dict:
     return traverse_util.flatten_dict(tree, sep="/")
 
 
+def _flat_backbone(params: Mapping, batch_stats: Mapping) -> dict:
+    """{"backbone/...": leaf} of a net's params and BN statistics: the converter's naming."""
+    return {f"{PREFIX}/{k}": v for t in (params, batch_stats) for k, v in _flat(t[PREFIX]).items()}
+
+
 def expected_shapes(depth: int, stem: str, width: int) -> dict[str, tuple]:
     """Flat {key: shape} of a cps_jax ResNet backbone (params and BN statistics), not allocated."""
     model = nnx.eval_shape(lambda: ResNet(depth, stem=stem, width=width, rngs=nnx.Rngs(0)))
@@ -286,15 +288,17 @@ def replace_backbone(params: dict, batch_stats: dict, weights: Mapping, source: 
     Works inside ``jit`` / ``eval_shape`` (the trees may hold tracers): shapes are static, the
     weights become constants of the traced program.
     """
-    flat_p, flat_s = _flat(params[PREFIX]), _flat(batch_stats[PREFIX])
-    model = {f"{PREFIX}/{k}": v for k, v in {**flat_p, **flat_s}.items()}
+    model = _flat_backbone(params, batch_stats)
     check_fits(weights, {k: tuple(v.shape) for k, v in model.items()}, source)
 
     def take(flat):
         new = {k: jnp.asarray(weights[f"{PREFIX}/{k}"], v.dtype) for k, v in flat.items()}
         return traverse_util.unflatten_dict(new, sep="/")
 
-    return {**params, PREFIX: take(flat_p)}, {**batch_stats, PREFIX: take(flat_s)}
+    return (
+        {**params, PREFIX: take(_flat(params[PREFIX]))},
+        {**batch_stats, PREFIX: take(_flat(batch_stats[PREFIX]))},
+    )
 
 
 def main(argv=None) -> None:

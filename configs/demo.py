@@ -40,6 +40,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.data.labeled_fraction = str(args.get("split", "1/8"))
     config.data.labeled_list = ""  # a file of example ids; overrides labeled_fraction
     config.data.partition_seed = 0
+    # Train and evaluate on these classes only (names, in order; the rest become ignore, 255);
+    # () keeps every class of the data set.
+    config.data.classes = ()
     config.data.crop_size = (96, 96)
     config.data.scales = (0.75, 1.0, 1.25, 1.5)
     config.data.flip = True
@@ -73,6 +76,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # or "xla" / "patches" everywhere (cps_jax/models/conv.py; benchmarks/conv_impl.py).
     config.model.conv_impl = "auto"
     config.model.pretrained = ""  # backbone weights: an .npz from cps-convert-weights
+    config.model.bn_running_var = "biased"  # BN running var: "biased" (flax) | "unbiased" (PyTorch)
+    config.model.classifier_bias_init = "zeros"  # or "torch": uniform +-1/sqrt(fan_in), as PyTorch
 
     config.loss = ml_collections.ConfigDict()
     config.loss.supervised = "ce"  # or "ohem"
@@ -86,9 +91,23 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.loss.consistency = "cps"  # "cpc": the other net's probabilities (CCT-style ablation)
     config.loss.cps_on = "both"  # "both" (paper), "labeled", "unlabeled" (the code, with CutMix)
     config.loss.cutmix_pseudo_bn = "train"  # BN of the no-gradient CutMix passes: "train" | "eval"
+    # λ schedule: 0 for warmup_steps of supervised training, then a sigmoid ramp-up to
+    # cps_weight over cps_rampup_steps (0 and 0: the reference's constant λ).
+    config.loss.warmup_steps = 0
+    config.loss.cps_rampup_steps = 0
     config.loss.consistency_weight = 1.0  # mean_teacher / cutmix_seg
     config.loss.consistency_rampup_steps = 200
     config.loss.ema_decay = 0.99
+
+    # How a net's prediction becomes the other's target (cps_jax/pseudo_labels.py); all off: the
+    # reference's plain argmax. threshold: keep pixels with confidence >= it; balance: "none",
+    # "cbst" (per class, keep the cbst_keep most confident share of its pixels) or "align"
+    # (probabilities aligned to the labeled class shares before the argmax).
+    config.pseudo = ml_collections.ConfigDict()
+    config.pseudo.threshold = 0.0
+    config.pseudo.balance = "none"
+    config.pseudo.cbst_keep = 0.5
+    config.pseudo.align_momentum = 0.99
 
     config.cutmix = ml_collections.ConfigDict()
     config.cutmix.num_boxes = 3

@@ -175,7 +175,48 @@ def load(data_config) -> SegmentationData:
             f"config.data.name: unknown data set {data_config.name!r}; "
             f"expected one of: {', '.join(repr(n) for n in NAMES)}"
         )
-    return loader(data_config, resolve_data_dir(data_config))
+    data = loader(data_config, resolve_data_dir(data_config))
+    classes = tuple(data_config.get("classes", ()) or ())
+    return restrict_classes(data, classes) if classes else data
+
+
+class _RemappedMasks:
+    """A source whose masks go through a lookup table (uint8 -> uint8)."""
+
+    def __init__(self, source, table: np.ndarray):
+        self.source, self.table = source, table
+
+    def __len__(self):
+        return len(self.source)
+
+    def __getitem__(self, i):
+        example = dict(self.source[i])
+        example["mask"] = self.table[np.asarray(example["mask"])]
+        return example
+
+
+def restrict_classes(data: SegmentationData, names: Sequence[str]) -> SegmentationData:
+    """The data set with only the classes `names` (in that order): their pixels are relabeled
+    0..K-1, every other class becomes the ignore label (255) in training and evaluation alike."""
+    unknown = [n for n in names if n not in data.class_names]
+    if unknown or len(set(names)) != len(names):
+        raise ValueError(
+            f"config.data.classes: expected distinct class names of {data.name} "
+            f"({', '.join(data.class_names)}), got {', '.join(names)}"
+        )
+    table = np.full(256, 255, np.uint8)
+    for new, name in enumerate(names):
+        table[list(data.class_names).index(name)] = new
+    remap = lambda source: None if source is None else _RemappedMasks(source, table)
+    keep = [list(data.class_names).index(n) for n in names]
+    return dataclasses.replace(
+        data,
+        train=remap(data.train),
+        validation=remap(data.validation),
+        unlabeled=remap(data.unlabeled),
+        class_names=tuple(names),
+        palette=np.asarray(data.palette)[keep],
+    )
 
 
 def load_shared(data_config) -> SegmentationData:

@@ -23,12 +23,17 @@ def pixel_cross_entropy(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array
     return jnp.where(valid, nll, 0.0), valid
 
 
-def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+def cross_entropy(
+    logits: jax.Array, labels: jax.Array, weights: jax.Array | None = None
+) -> jax.Array:
     """Mean cross-entropy over valid pixels (label 255, or any label outside [0, C), is ignored).
 
-    Returns 0 when no pixel is valid, rather than NaN.
+    `weights` [N, H, W] scale each pixel's term (pseudo labels a threshold dropped get 0); the mean
+    is still over all valid pixels. Returns 0 when no pixel is valid, rather than NaN.
     """
     nll, valid = pixel_cross_entropy(logits, labels)
+    if weights is not None:
+        nll = nll * weights
     return nll.sum() / jnp.maximum(valid.sum(), 1)
 
 

@@ -1,5 +1,6 @@
 """The CPS pair as pure pytrees: two nets of one architecture, `left` and `right`, no shared module."""
 
+import dataclasses
 from typing import Any
 
 import flax
@@ -23,6 +24,8 @@ class TrainState:
     step: jax.Array
     left: NetState
     right: NetState
+    # Method state beside the nets (e.g. pseudo.balance="align"'s running class shares).
+    extra: Any = dataclasses.field(default_factory=dict)
 
 
 def init_net(model_config, num_classes: int, seed: int | jax.Array):
@@ -53,6 +56,7 @@ def create_train_state(
     tx: optax.GradientTransformation,
     rng: jax.Array,
     method: str = "cps",
+    extra: dict | None = None,
 ) -> TrainState:
     """The nets of `method`. CPS: two nets from different rng streams (left: fold 0, right: fold 1),
     each with its own optimizer state. Teacher methods: the teacher starts as a copy of the student
@@ -77,7 +81,7 @@ def create_train_state(
         right = NetState(params=left.params, batch_stats=left.batch_stats, opt_state=None)
     else:
         right = None
-    return TrainState(step=jnp.zeros((), jnp.int32), left=left, right=right)
+    return TrainState(step=jnp.zeros((), jnp.int32), left=left, right=right, extra=extra or {})
 
 
 def apply_net(graphdef, params, batch_stats, images: jax.Array, *, train: bool):

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from cps_jax import cutmix, losses
+from cps_jax import cutmix, losses, pseudo_labels
 from cps_jax.state import RIGHT_ROLE, NetState, TrainState, apply_net
 
 METHODS = tuple(RIGHT_ROLE)
@@ -159,14 +159,31 @@ def ema_update(teacher, student, decay: float):
     return jax.tree.map(lambda t, s: decay * t + (1.0 - decay) * s, teacher, student)
 
 
+def cps_weight_schedule(loss_config):
+    """step -> λ: 0 during `warmup_steps` of supervised training, then ramped up over
+    `cps_rampup_steps` (sigmoid, as Mean Teacher), then `cps_weight`."""
+    weight = loss_config.cps_weight
+    warmup, rampup = int(loss_config.warmup_steps), int(loss_config.cps_rampup_steps)
+
+    def schedule(step):
+        after = jnp.maximum(step - warmup, 0)
+        return jnp.where(step >= warmup, weight * sigmoid_rampup(after, rampup), 0.0)
+
+    return schedule
+
+
 def make_loss_fn(graphdef, config):
-    """loss(params, batch_stats, frozen, batch, masks, step) -> (loss, (metrics, new batch_stats)).
+    """loss(params, batch_stats, frozen, extra, batch, masks, step) -> (loss, aux) with aux =
+    (metrics, new batch_stats, new extra, pseudo): `pseudo` lists the unlabeled targets of the
+    step (pseudo_labels.Pseudo, one per net) for the diagnostics.
 
     `params` holds the trained nets, `frozen` the teacher's params (no gradient); `batch_stats`
-    every net's BN statistics."""
+    every net's BN statistics; `extra` the running class shares of pseudo.balance="align"."""
     method, loss_config = config.method, config.loss
     supervised = supervised_loss_fn(loss_config)
     consistency = Consistency(loss_config.consistency)
+    options = pseudo_labels.Options.from_config(config.pseudo)
+    cps_weight = cps_weight_schedule(loss_config)
     cps_on = loss_config.cps_on
     if cps_on not in ("both", "labeled", "unlabeled"):
         raise ValueError(
@@ -175,17 +192,29 @@ def make_loss_fn(graphdef, config):
     apply = net_fn(graphdef, config.get("remat", "none"))
     run = functools.partial(run_net, apply, joint_bn=bool(loss_config.joint_bn))
     pair = functools.partial(run_pair, run, fuse=bool(config.get("fuse_pair", False)))
+    other = {"left": "right", "right": "left"}
 
-    def cps(params, stats, batch, masks, step):
+    def cross_term(logits, targets):
+        """Each net's CE against the other net's targets, summed over the two nets."""
+        return sum(
+            losses.cross_entropy(
+                logits[net],
+                targets[other[net]].labels,
+                None if options.is_plain else targets[other[net]].weight,
+            )
+            for net in logits
+        )
+
+    def cps(params, stats, extra, batch, masks, step):
         x_l, y = batch["image_l"], batch["mask_l"]
+        prior = extra.get("prior", {})
+        select = lambda logits, net: pseudo_labels.select(logits, options, prior.get(net))
         if method == "cps":
             out, new_stats = pair(params, stats, [x_l, batch["image_u"]], train=True)
             logits = {(net, part): out[net][i] for net in out for i, part in enumerate("lu")}
-            cps_u = (
-                consistency.pair(logits["left", "u"], logits["right", "u"])
-                if cps_on != "labeled"
-                else None
-            )
+            unlabeled = {net: logits[net, "u"] for net in out}
+            predicted = unlabeled  # what the running class shares of "align" follow
+            targets_u = {net: select(unlabeled[net], net) for net in out}
         else:  # cps_cutmix
             u0, u1 = batch["image_u"], batch["image_u1"]
             mixed = cutmix.mix(u0, u1, masks)
@@ -193,37 +222,54 @@ def make_loss_fn(graphdef, config):
             # Pseudo-label passes: no gradient; BN in train mode as the reference (by default).
             frozen = jax.lax.stop_gradient(params)
             pseudo, pseudo_stats = pair(frozen, stats, [u0, u1], train=bn_train)
-            targets = {net: consistency.mixed_target(*pseudo[net], masks) for net in pseudo}
             out, new_stats = pair(
                 params, pseudo_stats if bn_train else stats, [x_l, mixed], train=True
             )
             logits = {(net, part): out[net][i] for net in out for i, part in enumerate("lu")}
+            unlabeled = {net: logits[net, "u"] for net in out}
+            predicted = {net: jnp.concatenate(pseudo[net]) for net in out}
+            targets_u = {net: select(cutmix.mix(*pseudo[net], masks), net) for net in out}
+        if consistency.kind == "cpc":  # probabilities, no pseudo labels: remedies do not apply
             cps_u = (
-                consistency.to_target(logits["left", "u"], targets["right"])
-                + consistency.to_target(logits["right", "u"], targets["left"])
-                if cps_on != "labeled"
-                else None
+                consistency.pair(unlabeled["left"], unlabeled["right"])
+                if method == "cps"
+                else sum(
+                    consistency.to_target(unlabeled[net], consistency.mixed_target(*pseudo[o], masks))
+                    for net, o in other.items()
+                )
             )
-        cps_l = (
-            consistency.pair(logits["left", "l"], logits["right", "l"])
-            if cps_on != "unlabeled"
-            else None
-        )
+            cps_l = consistency.pair(logits["left", "l"], logits["right", "l"])
+        else:
+            cps_u = cross_term(unlabeled, targets_u)
+            labeled = {net: logits[net, "l"] for net in out}
+            cps_l = cross_term(labeled, {net: select(labeled[net], net) for net in out})
+        cps_u = cps_u if cps_on != "labeled" else None
+        cps_l = cps_l if cps_on != "unlabeled" else None
         sup_left = supervised(logits["left", "l"], y)
         sup_right = supervised(logits["right", "l"], y)
         n_l, n_u = x_l.shape[0], batch["image_u"].shape[0]
         cross = combine_cps(cps_l, cps_u, n_l, n_u, loss_config.cps_reduction)
-        loss = sup_left + sup_right + loss_config.cps_weight * cross
+        weight = cps_weight(step)
+        loss = sup_left + sup_right + weight * cross
         metrics = dict(loss=loss, sup_left=sup_left, sup_right=sup_right, cps=cross)
         metrics.update({k: v for k, v in (("cps_l", cps_l), ("cps_u", cps_u)) if v is not None})
-        return loss, (metrics, new_stats)
+        metrics["cps_weight"] = weight
+        new_extra = dict(extra)
+        if prior:
+            new_extra["prior"] = {
+                net: pseudo_labels.update_prior(
+                    prior[net], y, predicted[net], options.align_momentum
+                )
+                for net in prior
+            }
+        return loss, (metrics, new_stats, new_extra, [targets_u["left"], targets_u["right"]])
 
-    def supervised_only(params, stats, batch, masks, step):
+    def supervised_only(params, stats, extra, batch, masks, step):
         (logits,), new_left = run(params["left"], stats["left"], [batch["image_l"]], train=True)
         loss = supervised(logits, batch["mask_l"])
-        return loss, (dict(loss=loss, sup_left=loss), {"left": new_left})
+        return loss, (dict(loss=loss, sup_left=loss), {"left": new_left}, extra, [])
 
-    def teacher_student(params, stats, frozen, batch, masks, step):
+    def teacher_student(params, stats, frozen, extra, batch, masks, step):
         x_l, y = batch["image_l"], batch["mask_l"]
         teacher = functools.partial(run, frozen["right"], stats["right"], train=False)
         if method == "mean_teacher":
@@ -249,7 +295,13 @@ def make_loss_fn(graphdef, config):
         )
         loss = sup + weight * cons
         metrics = dict(loss=loss, sup_left=sup, consistency=cons, consistency_weight=weight)
-        return loss, (metrics, {"left": new_left, "right": stats["right"]})
+        # The teacher's target, seen as hard labels, for the diagnostics.
+        shown = pseudo_labels.Pseudo(
+            labels=jnp.argmax(target, -1).astype(jnp.int32),
+            confidence=jnp.max(target, -1),
+            weight=jnp.ones(target.shape[:-1], jnp.float32),
+        )
+        return loss, (metrics, {"left": new_left, "right": stats["right"]}, extra, [shown])
 
     if method in ("cps", "cps_cutmix"):
         return lambda params, stats, frozen, *args: cps(params, stats, *args)
@@ -260,11 +312,22 @@ def make_loss_fn(graphdef, config):
     raise ValueError(f"config.method: {method!r} is not one of {METHODS}")
 
 
+def unlabeled_truth(batch, masks):
+    """The hidden masks of the images the unlabeled targets are for (mixed alike for CutMix)."""
+    if "mask_u" not in batch:
+        return None
+    if masks is None:
+        return batch["mask_u"]
+    return jnp.where(masks > 0.5, batch["mask_u1"], batch["mask_u"])
+
+
 def make_train_step(graphdef, config, tx: optax.GradientTransformation, lr_schedule):
     """Builds step(state, batch, rng) -> (state, metrics).
 
     batch: image_l [N,H,W,3] f32, mask_l [N,H,W] i32, and for semi-supervised methods image_u
-    [M,H,W,3] (and image_u1 for CutMix methods).
+    [M,H,W,3] (and image_u1 for CutMix methods); optionally mask_u (and mask_u1), the hidden masks
+    of the unlabeled images, which no loss reads: with them, metrics["pseudo"] holds the
+    pseudo-label diagnostic counts (pseudo_labels.diagnostic_counts).
     """
     method = config.method
     loss_fn = make_loss_fn(graphdef, config)
@@ -282,8 +345,8 @@ def make_train_step(graphdef, config, tx: optax.GradientTransformation, lr_sched
             _, h, w, _ = batch["image_u"].shape
             rng_key = jax.random.wrap_key_data(rng)
             masks = cutmix.box_masks(rng_key, batch["image_u"].shape[0], h, w, config.cutmix)
-        grads, (metrics, new_stats) = jax.grad(loss_fn, has_aux=True)(
-            params, stats, frozen, batch, masks, state.step
+        grads, (metrics, new_stats, new_extra, pseudo) = jax.grad(loss_fn, has_aux=True)(
+            params, stats, frozen, state.extra, batch, masks, state.step
         )
 
         def update(net: NetState, grad, batch_stats):
@@ -302,9 +365,16 @@ def make_train_step(graphdef, config, tx: optax.GradientTransformation, lr_sched
                 batch_stats=ema_update(nets["right"].batch_stats, new["left"].batch_stats, decay),
                 opt_state=None,
             )
-        new_state = TrainState(step=state.step + 1, left=new["left"], right=new.get("right"))
+        new_state = TrainState(
+            step=state.step + 1, left=new["left"], right=new.get("right"), extra=new_extra
+        )
         metrics["lr"] = lr_schedule(state.step)
         metrics["grad_norm"] = optax.tree.norm(grads)
+        truth = unlabeled_truth(batch, masks)
+        if pseudo and truth is not None:
+            num_classes = params["left"]["classifier"]["kernel"].shape[-1]
+            # Sums, added up between log steps on the device: no host sync per step.
+            metrics["pseudo"] = pseudo_labels.diagnostic_counts(pseudo, truth, num_classes)
         return new_state, metrics
 
     return step

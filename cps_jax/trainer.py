@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from cps_jax import checkpointing, datasets, evaluate, input_pipeline, logging_utils, parallel
-from cps_jax import distributed, visualize
+from cps_jax import plots
+from cps_jax import distributed, pseudo_labels, visualize
 from cps_jax.optim import learning_rate_schedule, make_optimizer
 from cps_jax.state import create_train_state, net_graphdef
 from cps_jax.train_step import METHODS, make_train_step
@@ -45,9 +46,10 @@ class Trainer:
         self.lr_schedule = learning_rate_schedule(config.optim, config.total_steps, batch)
         self.tx = make_optimizer(config.optim, config.total_steps, batch)
         replicated = parallel.replicated(self.mesh)
+        extra = pseudo_labels.initial_extra(config, self.data.num_classes)
         self.init_fn = jax.jit(
             lambda rng: create_train_state(
-                config.model, self.data.num_classes, self.tx, rng, config.method
+                config.model, self.data.num_classes, self.tx, rng, config.method, extra
             ),
             out_shardings=replicated,
         )
@@ -133,14 +135,14 @@ class Trainer:
         progress = logging_utils.Progress(start_step, config.total_steps)
         base_rng = jax.random.key(config.seed + 1)
         results, metric_sum, metric_count, input_wait = None, None, 0, 0.0
+        self.pseudo_summary = None
         for step in range(start_step, last):
             # Steps are dispatched asynchronously: this wait is what the pipeline adds to a step.
             waited = time.perf_counter()
             local = next(data_iterator)
             input_wait += time.perf_counter() - waited
-            # Masks of unlabeled images are for diagnostics only: they never reach the device.
-            step_inputs = {k: v for k, v in local.items() if not k.startswith("mask_u")}
-            batch = parallel.global_batch(step_inputs, self.mesh)
+            # The masks of unlabeled images (mask_u*) feed the pseudo-label diagnostics only.
+            batch = parallel.global_batch(local, self.mesh)
             # Folding the step in makes a resumed run draw the same randomness as an uninterrupted one.
             rng = jax.random.key_data(jax.random.fold_in(base_rng, step))
             state, metrics = self.step_fn(state, batch, rng)
@@ -150,7 +152,9 @@ class Trainer:
             metric_count += 1
             done = step + 1
             if done % config.log_every == 0 or done == config.total_steps:
-                mean = {k: float(v) / metric_count for k, v in jax.device_get(metric_sum).items()}
+                summed = jax.device_get(metric_sum)
+                pseudo = summed.pop("pseudo", None)
+                mean = {k: float(v) / metric_count for k, v in summed.items()}
                 mean["lr"] = float(metrics["lr"])
                 mean["input_wait_ms"] = 1e3 * input_wait / metric_count
                 if not np.isfinite(mean["loss"]):
@@ -158,12 +162,18 @@ class Trainer:
                         f"loss is {mean['loss']} at step {done}; lower config.optim.lr"
                     )
                 logger.write(done, {f"train/{k}": v for k, v in mean.items()})
+                if pseudo is not None:
+                    self.pseudo_summary = pseudo_labels.summarize(pseudo, self.data.class_names)
+                    logger.write(done, {f"pseudo/{k}": v for k, v in self.pseudo_summary.items()})
                 if jax.process_index() == 0:
                     print(progress.line(done, mean), flush=True)
                 metric_sum, metric_count, input_wait = None, 0, 0.0
             is_eval = done % config.eval_every == 0 or done == config.total_steps
             if is_eval:
                 results = self.evaluate(state, done, logger)
+                if self.pseudo_summary is not None and jax.process_index() == 0:
+                    line = pseudo_labels.console_line(self.pseudo_summary, self.data.class_names)
+                    print(line, flush=True)
             if is_eval or done % config.checkpoint_every == 0 or done == last:
                 best = {checkpointing.BEST_METRIC: results["left"]["miou"]} if is_eval else None
                 self.checkpointer.save(done, state, data_iterator, metrics=best)
@@ -174,17 +184,33 @@ class Trainer:
         if jax.process_index() == 0:
             step = int(jax.device_get(state.step))
             best = evaluate.best_checkpoint(self.checkpointer)
-            write_results(self.workdir, self.data.class_names, results, step=step, best=best)
+            write_results(
+                self.workdir,
+                self.data.class_names,
+                results,
+                step=step,
+                best=best,
+                pseudo=self.pseudo_summary,
+            )
+            plots.pseudo_shares_from_log(self.workdir, self.data.class_names)
             print(evaluate.best_and_last_line(best, step, results), flush=True)
         self.state = state
         return results
 
 
 def write_results(
-    workdir: str, class_names, results: dict, *, step: int, name: str = "results", best=None
+    workdir: str,
+    class_names,
+    results: dict,
+    *,
+    step: int,
+    name: str = "results",
+    best=None,
+    pseudo: dict | None = None,
 ):
     """`<name>.json` and a per-class markdown table `<name>.md` in the workdir; prints the table.
-    `best`: {step, miou} of the best checkpoint, recorded next to these (last) results."""
+    `best`: {step, miou} of the best checkpoint, recorded next to these (last) results; `pseudo`:
+    the last pseudo-label diagnostics (pseudo_labels.summarize), per class."""
     table = logging_utils.per_class_table(class_names, results)
     print(f"\nResults at step {step}:\n{table}", flush=True)
     os.makedirs(workdir, exist_ok=True)
@@ -192,6 +218,11 @@ def write_results(
         f.write(f"Step {step}\n\n{table}\n")
         if best:
             f.write("\n" + evaluate.best_and_last_line(best, step, results) + "\n")
+        if pseudo:
+            f.write(
+                "\nPseudo labels on the unlabeled stream against its hidden masks, over the last"
+                " log interval:\n\n" + pseudo_labels.per_class_table(pseudo, class_names) + "\n"
+            )
     payload = {
         "step": step,
         **({"best": best} if best else {}),
@@ -204,6 +235,7 @@ def write_results(
             }
             for net, r in results.items()
         },
+        **({"pseudo": {k: float(v) for k, v in pseudo.items()}} if pseudo else {}),
     }
     with open(os.path.join(workdir, f"{name}.json"), "w") as f:
         json.dump(payload, f, indent=1)

@@ -105,3 +105,24 @@ def test_bad_examples_fail_with_a_clear_error(bad, message):
     source = make_source(bad=bad)
     with pytest.raises(ValueError, match=message):
         list(input_pipeline.eval_batches(source, batch_size=4, num_classes=C, split="fake"))
+
+
+def test_data_classes_keeps_named_classes_and_ignores_the_rest(tmp_path):
+    config = demo.get_config("runlocal")
+    config.data.data_dir = str(tmp_path)
+    full = datasets.load(config.data)
+    config.data.classes = ("sky", "road")
+    data = datasets.load(config.data)
+    assert data.class_names == ("sky", "road") and data.num_classes == 2
+    np.testing.assert_array_equal(
+        data.palette, full.palette[[full.class_names.index("sky"), full.class_names.index("road")]]
+    )
+    for split in ("train", "validation"):
+        original, restricted = getattr(full, split)[0]["mask"], getattr(data, split)[0]["mask"]
+        sky, road = full.class_names.index("sky"), full.class_names.index("road")
+        expected = np.where(original == sky, 0, np.where(original == road, 1, 255))
+        np.testing.assert_array_equal(restricted, expected)
+        assert (restricted == 0).any() and (restricted == 255).any()
+    config.data.classes = ("sky", "lamp")
+    with pytest.raises(ValueError, match="config.data.classes"):
+        datasets.load(config.data)

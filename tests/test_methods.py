@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from cps_jax import datasets
+from cps_jax import datasets, pseudo_labels
 from cps_jax.optim import learning_rate_schedule, make_optimizer
 from cps_jax.state import create_train_state, net_graphdef
 from cps_jax.train_step import METHODS, ema_update, make_train_step, sigmoid_rampup
@@ -14,19 +14,22 @@ from configs import demo
 NUM_CLASSES = 5
 
 
-def method_config(method, **loss):
+def method_config(method, pseudo=None, **loss):
     config = demo.get_config("runlocal")
     config.method = method
     for key, value in loss.items():
         config.loss[key] = value
+    for key, value in (pseudo or {}).items():
+        config.pseudo[key] = value
     return config
 
 
 def build(config):
     tx = make_optimizer(config.optim, 100)
-    state = jax.jit(lambda r: create_train_state(config.model, NUM_CLASSES, tx, r, config.method))(
-        jax.random.key_data(jax.random.key(0))
-    )
+    extra = pseudo_labels.initial_extra(config, NUM_CLASSES)
+    state = jax.jit(
+        lambda r: create_train_state(config.model, NUM_CLASSES, tx, r, config.method, extra)
+    )(jax.random.key_data(jax.random.key(0)))
     step = jax.jit(
         make_train_step(
             net_graphdef(config.model, NUM_CLASSES),
@@ -181,3 +184,60 @@ def test_unknown_remat_policy_is_named():
     config.remat = "some"
     with pytest.raises(ValueError, match="config.remat"):
         build(config)
+
+
+def masked_batch(seed=0, n=2, size=32):
+    """A batch with the unlabeled images' hidden masks, as the trainer sends for diagnostics."""
+    rng = np.random.default_rng(seed + 100)
+    out = batch(seed, n, size)
+    out["mask_u"] = rng.integers(0, NUM_CLASSES, (n, size, size)).astype(np.int32)
+    out["mask_u1"] = rng.integers(0, NUM_CLASSES, (n, size, size)).astype(np.int32)
+    out["mask_u"][0, :4] = 255
+    return out
+
+
+@pytest.mark.parametrize(
+    "method,pseudo,loss",
+    [
+        ("cps", {"balance": "align", "align_momentum": 0.9}, {}),
+        ("cps_cutmix", {"balance": "cbst", "cbst_keep": 0.3}, {"cps_on": "unlabeled"}),
+        ("cps", {"threshold": 0.5}, {"warmup_steps": 1, "cps_rampup_steps": 4}),
+        ("mean_teacher", {}, {}),
+    ],
+)
+def test_remedies_and_diagnostics_in_the_compiled_step(method, pseudo, loss):
+    config = method_config(method, pseudo, **loss)
+    state, step = build(config)
+    initial_extra = jax.device_get(state.extra)
+    state, metrics = step(state, masked_batch(0), jax.random.key_data(jax.random.key(0)))
+    counts = jax.device_get(metrics.pop("pseudo"))
+    assert all(np.isfinite(float(v)) for v in metrics.values()), metrics
+    nets = 1 if method == "mean_teacher" else 2
+    pixels = 2 * 32 * 32 * nets
+    assert counts["pixels"] == pixels
+    ignored = 4 * 32 * nets  # the 255 rows of mask_u; with CutMix, mask_u1 covers some of them
+    if method == "cps_cutmix":
+        assert pixels - ignored < counts["masked_pixels"] < pixels
+    else:
+        assert counts["masked_pixels"] == pixels - ignored
+    assert counts["confusion"].sum() == counts["masked_pixels"]
+    summary = pseudo_labels.summarize(counts, [str(c) for c in range(NUM_CLASSES)])
+    if pseudo.get("balance") == "cbst":
+        # Every class keeps ceil(0.3 n_c) of its n_c pixels: a little over 30% in all.
+        assert 0.3 <= summary["kept"] < 0.3 + NUM_CLASSES / (2 * 32 * 32)
+    elif "threshold" in pseudo:
+        kept = counts["kept"] / counts["pixels"]
+        assert kept < 1.0 and summary["kept"] == kept
+        assert float(metrics["cps_weight"]) == 0.0  # step 0 is in the supervised warm-up
+    else:
+        assert summary["kept"] == 1.0
+    if pseudo.get("balance") == "align":
+        prior = jax.device_get(state.extra["prior"])
+        for net in ("left", "right"):
+            # One EMA step away from uniform towards the labeled batch's class shares.
+            labeled = pseudo_labels.label_share(masked_batch(0)["mask_l"], NUM_CLASSES)
+            expected = 0.9 * initial_extra["prior"][net]["labeled"] + 0.1 * np.asarray(labeled)
+            np.testing.assert_allclose(prior[net]["labeled"], expected, rtol=1e-6)
+            assert not np.allclose(prior[net]["predicted"], 1.0 / NUM_CLASSES)
+    else:
+        assert state.extra == {}

@@ -125,6 +125,19 @@ def test_checkpoint_round_trip_and_standalone_eval(config, data, tmp_path):
     assert any("train/cps_u" in l for l in lines) and any("eval/left/miou" in l for l in lines)
     saved = json.load(open(os.path.join(workdir, "results.json")))
     assert saved["step"] == config.total_steps and 0 <= saved["left"]["miou"] <= 1
+    # Pseudo-label diagnostics of the unlabeled stream: logged, tabled per class, plotted.
+    shares = [l for l in lines if "pseudo/accuracy" in l]
+    assert len(shares) == config.total_steps // config.log_every
+    names = data.class_names
+    for l in shares:
+        assert sum(l[f"pseudo/share/{n}"] for n in names) == pytest.approx(1.0)
+        assert sum(l[f"pseudo/true_share/{n}"] for n in names) == pytest.approx(1.0)
+        assert 0 <= l["pseudo/agreement"] <= 1 and l["pseudo/kept"] == 1.0
+    assert saved["pseudo"]["accuracy"] == shares[-1]["pseudo/accuracy"]
+    assert "| class | true share | pseudo share | pseudo IoU |" in open(
+        os.path.join(workdir, "results.md")
+    ).read()
+    assert os.path.getsize(os.path.join(workdir, "images", "pseudo_shares.png")) > 1000
 
 
 def test_best_checkpoint_is_kept_and_selectable(config, data, tmp_path):

@@ -1,13 +1,20 @@
-r"""The paper's Table 1 on `synthetic_streets`: every method at 1/16, 1/8 and 1/4 of the labels.
+r"""The paper's Table 1 on `synthetic_streets`: every row at 1/16, 1/8 and 1/4 of the labels.
 
-  python benchmarks/ssl_table.py --out runs/ssl_table [--methods cps,supervised]
+  python benchmarks/ssl_table.py --out runs/ssl_table [--rows cps,supervised]
       [--fractions 1/16,1/8,1/4] [--seeds 0,1] [--config configs/ssl_table.py[:ARGS]]
+      [--results benchmarks/results/NAME]
 
-Each cell (method, fraction, seed) trains in its own workdir under `<out>/cells/`, so a stopped
-table resumes where it stopped (finished cells are read from their `cell.json`, a half-trained cell
-resumes from its checkpoint). Prints a markdown table of the left net's validation mIoU (mean ± half
-the spread over seeds) laid out like the paper's Table 1, writes it to `<out>/table.md`, the raw
-numbers to `<out>/table.json`, and a plot of mIoU against the labeled fraction to `<out>/table.png`.
+Rows are the names of the config module's ROWS (a method, or a method with a recipe). Each cell
+(row, fraction, seed) trains in its own workdir under `<out>/cells/`, so a stopped table resumes
+where it stopped (finished cells are read from their `cell.json`, a half-trained cell resumes from
+its checkpoint). Prints a markdown table of the left net's validation mIoU (mean ± half the spread
+over seeds, and the seeds' standard deviation in table.json) laid out like the paper's Table 1,
+a per-class table of the first fraction, writes them to `<out>/table.md`, the raw numbers to
+`<out>/table.json`, a plot of mIoU against the labeled fraction to `<out>/table.png`, and the
+pseudo-label class shares over training of the first fraction's first seed to
+`<out>/pseudo_shares.png`. With `--results DIR` every finished cell's summary (per-class IoU,
+pseudo-label diagnostics) is also written to `DIR/<cell>.json`, small enough to commit, and a
+cell found there is not trained again.
 """
 
 import json
@@ -15,16 +22,19 @@ import os
 import time
 
 import jax
+import numpy as np
 from absl import app, flags
 
-from cps_jax import config_files, datasets
+from cps_jax import config_files, datasets, plots
 from cps_jax.data.partitions import parse_fraction
 from cps_jax.logging_utils import format_seconds
 from cps_jax.trainer import Trainer
 
 flags.DEFINE_string("out", "runs/ssl_table", "Output folder (cells, table, plot).")
 flags.DEFINE_list(
-    "methods", ["supervised", "mean_teacher", "cutmix_seg", "cps", "cps_cutmix"], "Methods (rows)."
+    "rows",
+    ["supervised", "mean_teacher", "cutmix_seg", "cps", "cps_cutmix"],
+    "Rows: names of the config module's ROWS.",
 )
 flags.DEFINE_list("fractions", ["1/16", "1/8", "1/4"], "Labeled fractions (columns).")
 flags.DEFINE_list("seeds", ["0", "1"], "Seeds: each one draws its own labeled subset and init.")
@@ -35,19 +45,16 @@ flags.DEFINE_string(
 )
 flags.DEFINE_integer("steps", None, "Override total_steps (and the eval interval) of every cell.")
 flags.DEFINE_bool("tiny", False, "Tiny images and model: checks the script, not the methods.")
+flags.DEFINE_string("results", "", "Folder for each finished cell's summary JSON (to commit).")
 FLAGS = flags.FLAGS
 
-NAMES = {
-    "supervised": "Supervised baseline",
-    "mean_teacher": "Mean Teacher",
-    "cutmix_seg": "CutMix-Seg",
-    "cps": "CPS",
-    "cps_cutmix": "CPS + CutMix",
-}
 
 
-def cell_config(module, method: str, fraction: str, seed: int, extra_arg: str = ""):
-    arg = ",".join(filter(None, [f"method={method},split={fraction},seed={seed}", extra_arg]))
+def cell_config(module, row: str, fraction: str, seed: int, extra_arg: str = ""):
+    if row not in module.ROWS:
+        raise app.UsageError(f"--rows: {row!r} is not one of {sorted(module.ROWS)}")
+    row_arg = module.ROWS[row][1]
+    arg = ",".join(filter(None, [row_arg, f"split={fraction},seed={seed}", extra_arg]))
     config = module.get_config(arg)
     if FLAGS.tiny:
         config.data.height, config.data.width = 32, 64
@@ -63,24 +70,43 @@ def cell_config(module, method: str, fraction: str, seed: int, extra_arg: str = 
     return config
 
 
-def run_cell(config, workdir: str, data) -> dict:
-    """Trains (or resumes) one cell; its summary is cached in `cell.json`."""
+def _write_json(path: str, payload) -> None:
+    with open(path + ".tmp", "w") as f:
+        json.dump(payload, f, indent=1)
+    os.replace(path + ".tmp", path)  # atomic: a killed run never leaves half a file
+
+
+def _read_summary(path: str, steps: int):
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        summary = json.load(f)
+    return summary if summary["steps"] == steps else None
+
+
+def run_cell(config, workdir: str, data, results_path: str = "") -> dict:
+    """Trains (or resumes) one cell; its summary is cached in `cell.json` (and `results_path`)."""
     summary_path = os.path.join(workdir, "cell.json")
-    if os.path.exists(summary_path):
-        with open(summary_path) as f:
-            summary = json.load(f)
-        if summary["steps"] == config.total_steps:
+    for path in filter(None, (summary_path, results_path)):
+        summary = _read_summary(path, config.total_steps)
+        if summary is not None:
             return summary
     start = time.perf_counter()
-    results = Trainer(config, workdir, data=data).train()
+    trainer = Trainer(config, workdir, data=data)
+    results = trainer.train()
     summary = {
         "steps": config.total_steps,
         "seconds": time.perf_counter() - start,
         **{f"miou_{net}": r["miou"] for net, r in results.items()},
+        "pixel_accuracy_left": results["left"]["pixel_accuracy"],
+        "class_names": list(data.class_names),
+        "iou_left": [float(v) for v in results["left"]["iou"]],
+        **({"pseudo": trainer.pseudo_summary} if trainer.pseudo_summary else {}),
     }
-    with open(summary_path + ".tmp", "w") as f:
-        json.dump(summary, f)
-    os.replace(summary_path + ".tmp", summary_path)  # atomic: a killed run never leaves half a file
+    _write_json(summary_path, summary)
+    if results_path:
+        os.makedirs(os.path.dirname(results_path), exist_ok=True)
+        _write_json(results_path, summary)
     return summary
 
 
@@ -89,19 +115,48 @@ def mean_spread(values):
     return mean, (max(values) - min(values)) / 2
 
 
-def markdown_table(cells: dict, methods, fractions) -> str:
+def markdown_table(cells: dict, rows, fractions, names: dict) -> str:
     header = "| Method | " + " | ".join(fractions) + " |"
     lines = [header, "|---" * (len(fractions) + 1) + "|"]
-    for method in methods:
-        row = []
+    for row in rows:
+        values = []
         for fraction in fractions:
-            mean, spread = mean_spread([100 * c["miou_left"] for c in cells[method, fraction]])
-            row.append(f"{mean:.2f} ± {spread:.2f}")
-        lines.append(f"| {NAMES.get(method, method)} | " + " | ".join(row) + " |")
+            mean, spread = mean_spread([100 * c["miou_left"] for c in cells[row, fraction]])
+            values.append(f"{mean:.2f} ± {spread:.2f}")
+        lines.append(f"| {names.get(row, row)} | " + " | ".join(values) + " |")
     return "\n".join(lines)
 
 
-def plot(cells: dict, methods, fractions, path: str) -> None:
+def seed_table(cells: dict, rows, fractions, names: dict) -> str:
+    """Each cell's seeds, with their standard deviation (ddof 1)."""
+    lines = ["| seeds: mIoU (std) | " + " | ".join(fractions) + " |", "|---" * (len(fractions) + 1) + "|"]
+    for row in rows:
+        values = []
+        for fraction in fractions:
+            mious = [100 * c["miou_left"] for c in cells[row, fraction]]
+            std = float(np.std(mious, ddof=1)) if len(mious) > 1 else 0.0
+            values.append(" / ".join(f"{m:.2f}" for m in mious) + f" ({std:.2f})")
+        lines.append(f"| {names.get(row, row)}, seeds | " + " | ".join(values) + " |")
+    return "\n".join(lines)
+
+
+def per_class_table(cells: dict, rows, fraction: str, names: dict) -> str:
+    """Mean left-net IoU per class over the seeds, one column per row, at `fraction`."""
+    group = {row: cells[row, fraction] for row in rows if "iou_left" in cells[row, fraction][0]}
+    if not group:
+        return ""
+    class_names = next(iter(group.values()))[0]["class_names"]
+    lines = [
+        f"| class ({fraction}) | " + " | ".join(names.get(r, r) for r in group) + " |",
+        "|---" * (len(group) + 1) + "|",
+    ]
+    for k, name in enumerate(class_names):
+        means = [np.mean([100 * c["iou_left"][k] for c in group[r]]) for r in group]
+        lines.append(f"| {name} | " + " | ".join(f"{m:.1f}" for m in means) + " |")
+    return "\n".join(lines)
+
+
+def plot(cells: dict, methods, fractions, path: str, names: dict) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -117,7 +172,7 @@ def plot(cells: dict, methods, fractions, path: str) -> None:
             yerr=[s for _, s in stats],
             marker="o",
             capsize=3,
-            label=NAMES.get(method, method),
+            label=names.get(method, method),
         )
     ax.set_xscale("log", base=2)
     ax.set_xticks(xs, fractions)
@@ -134,13 +189,14 @@ def main(argv):
     del argv
     path, _, extra_arg = FLAGS.config.partition(":")
     module = config_files.load(path)
+    names = {row: label for row, (label, _) in module.ROWS.items()}
     seeds = [int(s) for s in FLAGS.seeds]
-    grid = [(m, f, s) for f in FLAGS.fractions for s in seeds for m in FLAGS.methods]
+    grid = [(m, f, s) for f in FLAGS.fractions for s in seeds for m in FLAGS.rows]
     os.makedirs(FLAGS.out, exist_ok=True)
     # The cells of one method differ only in data and seeds, so each step compiles once per table.
     jax.config.update("jax_compilation_cache_dir", os.path.join(FLAGS.out, "compile_cache"))
     data = datasets.load(
-        cell_config(module, FLAGS.methods[0], FLAGS.fractions[0], 0, extra_arg).data
+        cell_config(module, FLAGS.rows[0], FLAGS.fractions[0], 0, extra_arg).data
     )
     cells, start = {}, time.perf_counter()
     for i, (method, fraction, seed) in enumerate(grid):
@@ -151,20 +207,32 @@ def main(argv):
             flush=True,
         )
         config = cell_config(module, method, fraction, seed, extra_arg)
-        summary = run_cell(config, os.path.join(FLAGS.out, "cells", name), data)
+        results_path = os.path.join(FLAGS.results, f"{name}.json") if FLAGS.results else ""
+        summary = run_cell(config, os.path.join(FLAGS.out, "cells", name), data, results_path)
         cells.setdefault((method, fraction), []).append(summary)
-    table = markdown_table(cells, FLAGS.methods, FLAGS.fractions)
+    table = markdown_table(cells, FLAGS.rows, FLAGS.fractions, names)
+    classes = per_class_table(cells, FLAGS.rows, FLAGS.fractions[0], names)
+    classes = "\n\n".join(filter(None, [seed_table(cells, FLAGS.rows, FLAGS.fractions, names), classes]))
     total = sum(c["seconds"] for group in cells.values() for c in group)
     note = (
         f"Left-net validation mIoU (%), mean ± half the spread over seeds {FLAGS.seeds}; "
         f"training time of all cells {format_seconds(total)}."
     )
-    print(f"\n{table}\n\n{note}", flush=True)
+    print(f"\n{table}\n\n{note}\n\n{classes}", flush=True)
     with open(os.path.join(FLAGS.out, "table.md"), "w") as f:
-        f.write(f"{table}\n\n{note}\n")
+        f.write(f"{table}\n\n{note}\n\n{classes}\n")
     with open(os.path.join(FLAGS.out, "table.json"), "w") as f:
         json.dump({f"{m}|{fr}": v for (m, fr), v in cells.items()}, f, indent=1)
-    plot(cells, FLAGS.methods, FLAGS.fractions, os.path.join(FLAGS.out, "table.png"))
+    plot(cells, FLAGS.rows, FLAGS.fractions, os.path.join(FLAGS.out, "table.png"), names)
+    first = {
+        names.get(row, row): os.path.join(
+            FLAGS.out, "cells", f"{row}__{FLAGS.fractions[0].replace('/', '-')}__seed{seeds[0]}"
+        )
+        for row in FLAGS.rows
+    }
+    class_names = cells[FLAGS.rows[0], FLAGS.fractions[0]][0].get("class_names")
+    if class_names:
+        plots.pseudo_shares_figure(first, class_names, os.path.join(FLAGS.out, "pseudo_shares.png"))
 
 
 if __name__ == "__main__":

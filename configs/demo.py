@@ -8,9 +8,39 @@ Trains two ResNet-18 DeepLabv3+ nets (narrow) at 96x192 and evaluates them:
 Variants through the `:arg` suffix (comma separated key=value), e.g. `configs/demo.py:split=1/16`,
 and any field through `--config.<field>=<value>`, e.g. `--config.total_steps=200`.
 `configs/demo.py:runlocal` is the tiny variant that the tests train.
+
+The demo trains with the recommended pseudo-label recipe (`RECIPES["recommended"]`, chosen by
+measurement: README, "When unlabeled images help"); `:recipe=reference` gives the reference
+code's plain argmax targets at a constant λ.
 """
 
 import ml_collections
+
+# How the cross term is scheduled and its targets chosen (config.loss / config.pseudo fields).
+RECIPES = {
+    "reference": {
+        "loss.warmup_fraction": 0.0,
+        "loss.cps_rampup_fraction": 0.0,
+        "pseudo.threshold": 0.0,
+        "pseudo.balance": "none",
+    },
+    "recommended": {
+        "loss.warmup_fraction": 0.25,
+        "loss.cps_rampup_fraction": 0.25,
+        "pseudo.threshold": 0.0,
+        "pseudo.balance": "cbst",
+        "pseudo.cbst_keep": 0.5,
+    },
+}
+
+
+def apply_recipe(config, name: str, source: str = "configs/demo.py") -> None:
+    """Sets the fields of RECIPES[name] on `config`."""
+    if name not in RECIPES:
+        raise ValueError(f"{source}: recipe must be one of {sorted(RECIPES)}, got {name!r}")
+    for path, value in RECIPES[name].items():
+        section, field = path.split(".")
+        config[section][field] = value
 
 
 def parse_arg(arg: str | None) -> dict:
@@ -91,10 +121,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.loss.consistency = "cps"  # "cpc": the other net's probabilities (CCT-style ablation)
     config.loss.cps_on = "both"  # "both" (paper), "labeled", "unlabeled" (the code, with CutMix)
     config.loss.cutmix_pseudo_bn = "train"  # BN of the no-gradient CutMix passes: "train" | "eval"
-    # λ schedule: 0 for warmup_steps of supervised training, then a sigmoid ramp-up to
-    # cps_weight over cps_rampup_steps (0 and 0: the reference's constant λ).
-    config.loss.warmup_steps = 0
-    config.loss.cps_rampup_steps = 0
+    # λ schedule, in fractions of total_steps: 0 for the first warmup_fraction (supervised only),
+    # then a sigmoid ramp-up to cps_weight over cps_rampup_fraction (0, 0: the reference's constant).
+    config.loss.warmup_fraction = 0.0
+    config.loss.cps_rampup_fraction = 0.0
     config.loss.consistency_weight = 1.0  # mean_teacher / cutmix_seg
     config.loss.consistency_rampup_steps = 200
     config.loss.ema_decay = 0.99
@@ -136,6 +166,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.checkpoint_every = 250
     config.keep_checkpoints = 2  # the latest N, plus the best by mIoU
     config.num_visualize = 4
+
+    apply_recipe(config, str(args.get("recipe", "recommended")))
 
     if args.get("runlocal"):
         # Tiny and fast: the tests train this one.

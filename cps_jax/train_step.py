@@ -159,11 +159,16 @@ def ema_update(teacher, student, decay: float):
     return jax.tree.map(lambda t, s: decay * t + (1.0 - decay) * s, teacher, student)
 
 
-def cps_weight_schedule(loss_config):
-    """step -> λ: 0 during `warmup_steps` of supervised training, then ramped up over
-    `cps_rampup_steps` (sigmoid, as Mean Teacher), then `cps_weight`."""
+def cps_weight_schedule(loss_config, total_steps: int):
+    """step -> λ: 0 during the first `warmup_fraction` of training (supervised only), then ramped
+    up over the next `cps_rampup_fraction` (sigmoid, as Mean Teacher), then `cps_weight`.
+    Fractions of `total_steps`, so an override of the run's length moves them along."""
     weight = loss_config.cps_weight
-    warmup, rampup = int(loss_config.warmup_steps), int(loss_config.cps_rampup_steps)
+    for field in ("warmup_fraction", "cps_rampup_fraction"):
+        if not 0.0 <= loss_config[field] < 1.0:
+            raise ValueError(f"config.loss.{field} must be in [0, 1), got {loss_config[field]}")
+    warmup = round(loss_config.warmup_fraction * total_steps)
+    rampup = round(loss_config.cps_rampup_fraction * total_steps)
 
     def schedule(step):
         after = jnp.maximum(step - warmup, 0)
@@ -183,7 +188,7 @@ def make_loss_fn(graphdef, config):
     supervised = supervised_loss_fn(loss_config)
     consistency = Consistency(loss_config.consistency)
     options = pseudo_labels.Options.from_config(config.pseudo)
-    cps_weight = cps_weight_schedule(loss_config)
+    cps_weight = cps_weight_schedule(loss_config, config.total_steps)
     cps_on = loss_config.cps_on
     if cps_on not in ("both", "labeled", "unlabeled"):
         raise ValueError(

@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -134,9 +135,10 @@ def test_ssl_table_trains_every_cell_once_and_resumes(tmp_path):
         "--config=configs/ssl_table.py:optim=adamw",  # every cell gets the args after ':'
         "--tiny",
         "--steps=2",
-        "--methods=supervised",
+        "--rows=supervised",
         "--fractions=1/4",
         "--seeds=0,1",
+        f"--results={tmp_path / 'results'}",
     )
     env = {"CPS_DATA_DIR": str(tmp_path / "data")}
     rows = table_rows(run_script(*args, env=env))
@@ -146,6 +148,16 @@ def test_ssl_table_trains_every_cell_once_and_resumes(tmp_path):
     # mean ± half the spread of the two seeds' left-net mIoU
     a, b = (100 * c["miou_left"] for c in cells["supervised|1/4"])
     assert rows["Supervised baseline"] == [f"{(a + b) / 2:.2f} ± {abs(a - b) / 2:.2f}"]
+    std = float(np.std([a, b], ddof=1))
+    assert rows["Supervised baseline, seeds"] == [f"{a:.2f} / {b:.2f} ({std:.2f})"]
+    # Each cell's summary, with its per-class IoU, in the results folder; the per-class table.
+    saved = json.loads((tmp_path / "results" / "supervised__1-4__seed0.json").read_text())
+    assert saved["miou_left"] == cells["supervised|1/4"][0]["miou_left"]
+    assert np.nanmean(saved["iou_left"]) == pytest.approx(saved["miou_left"])
+    first_class = saved["class_names"][0]
+    assert float(rows[first_class][0]) == pytest.approx(
+        np.mean([100 * c["iou_left"][0] for c in cells["supervised|1/4"]]), abs=0.051
+    )
     assert (out / "table.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "table.md").read_text().startswith("| Method | 1/4 |")
     for seed in (0, 1):

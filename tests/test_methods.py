@@ -201,7 +201,7 @@ def masked_batch(seed=0, n=2, size=32):
     [
         ("cps", {"balance": "align", "align_momentum": 0.9}, {}),
         ("cps_cutmix", {"balance": "cbst", "cbst_keep": 0.3}, {"cps_on": "unlabeled"}),
-        ("cps", {"threshold": 0.5}, {"warmup_steps": 1, "cps_rampup_steps": 4}),
+        ("cps", {"threshold": 0.5}, {"warmup_fraction": 0.25, "cps_rampup_fraction": 0.5}),
         ("mean_teacher", {}, {}),
     ],
 )

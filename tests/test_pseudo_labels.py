@@ -138,18 +138,22 @@ def test_diagnostics_against_numpy():
 
 def test_cps_weight_schedule_warmup_then_sigmoid_rampup():
     config = ml_collections.ConfigDict(
-        dict(cps_weight=2.0, warmup_steps=10, cps_rampup_steps=20)
+        dict(cps_weight=2.0, warmup_fraction=0.1, cps_rampup_fraction=0.2)
     )
-    schedule = cps_weight_schedule(config)
+    schedule = cps_weight_schedule(config, total_steps=100)
     assert float(schedule(0)) == 0.0 and float(schedule(9)) == 0.0
     assert float(schedule(10)) == pytest.approx(2.0 * np.exp(-5.0))
     assert float(schedule(20)) == pytest.approx(2.0 * float(sigmoid_rampup(10, 20)))
     assert float(schedule(30)) == pytest.approx(2.0)
     assert float(schedule(1000)) == pytest.approx(2.0)
     constant = cps_weight_schedule(
-        ml_collections.ConfigDict(dict(cps_weight=1.5, warmup_steps=0, cps_rampup_steps=0))
+        ml_collections.ConfigDict(dict(cps_weight=1.5, warmup_fraction=0.0, cps_rampup_fraction=0.0)),
+        total_steps=100,
     )
     assert float(constant(0)) == 1.5
+    config.warmup_fraction = 1.0
+    with pytest.raises(ValueError, match="config.loss.warmup_fraction"):
+        cps_weight_schedule(config, total_steps=100)
 
 
 @pytest.mark.parametrize(

@@ -46,6 +46,12 @@ flags.DEFINE_string(
 flags.DEFINE_integer("steps", None, "Override total_steps (and the eval interval) of every cell.")
 flags.DEFINE_bool("tiny", False, "Tiny images and model: checks the script, not the methods.")
 flags.DEFINE_string("results", "", "Folder for each finished cell's summary JSON (to commit).")
+flags.DEFINE_string(
+    "source",
+    "",
+    "A backbone file (.cpsj) every cell starts from (its arg pretrained=FILE); trained on the "
+    "config module's source_config() and exported first if it does not exist.",
+)
 FLAGS = flags.FLAGS
 
 
@@ -68,6 +74,23 @@ def cell_config(module, row: str, fraction: str, seed: int, extra_arg: str = "")
         config.total_steps = config.eval_every = config.checkpoint_every = FLAGS.steps
         config.log_every = max(1, FLAGS.steps // 4)
     return config
+
+
+def source_commit() -> str:
+    """The commit of the code that trains the cells (recorded in each cell's summary)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=os.path.dirname(os.path.abspath(__file__)),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 def _write_json(path: str, payload) -> None:
@@ -97,6 +120,7 @@ def run_cell(config, workdir: str, data, results_path: str = "") -> dict:
     summary = {
         "steps": config.total_steps,
         "seconds": time.perf_counter() - start,
+        "commit": source_commit(),
         **{f"miou_{net}": r["miou"] for net, r in results.items()},
         "pixel_accuracy_left": results["left"]["pixel_accuracy"],
         "class_names": list(data.class_names),
@@ -108,6 +132,22 @@ def run_cell(config, workdir: str, data, results_path: str = "") -> dict:
         os.makedirs(os.path.dirname(results_path), exist_ok=True)
         _write_json(results_path, summary)
     return summary
+
+
+def ensure_source(module, path: str) -> None:
+    """Trains (or resumes) the source backbone's run next to `path` and exports its left net."""
+    if os.path.exists(path):
+        return
+    from cps_jax import cli
+
+    config = module.source_config()
+    if FLAGS.tiny:
+        config = cell_config(module, "supervised", "1/1", 0)  # a tiny stand-in, same shapes
+    workdir = os.path.splitext(path)[0] + "_run"
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    print(f"=== source backbone: training {workdir}, then exporting {path}", flush=True)
+    Trainer(config, workdir).train()
+    cli.export_model(config, workdir, step="latest", net="left", output=path)
 
 
 def mean_spread(values):
@@ -189,6 +229,9 @@ def main(argv):
     del argv
     path, _, extra_arg = FLAGS.config.partition(":")
     module = config_files.load(path)
+    if FLAGS.source:
+        ensure_source(module, FLAGS.source)
+        extra_arg = ",".join(filter(None, [extra_arg, f"pretrained={FLAGS.source}"]))
     names = {row: label for row, (label, _) in module.ROWS.items()}
     seeds = [int(s) for s in FLAGS.seeds]
     grid = [(m, f, s) for f in FLAGS.fractions for s in seeds for m in FLAGS.rows]

@@ -22,6 +22,12 @@ classes of BENCHMARK_CLASSES (the others become ignore), `steps=N` trains N step
 
 `recipe=reference` (default) or `recipe=recommended` picks the pseudo-label recipe of
 configs/demo.py (RECIPES). ROWS names the rows `benchmarks/ssl_table.py --rows` can train.
+
+`regime=labels` is the benchmark in which labels are the bottleneck (README, "When unlabeled
+images help"): LABELS_REGIME's args, with every net starting from the backbone of SOURCE: a
+ResNet-18 trained on all labels of 1000 *other* scenes (data-set seed 1) in the flat `render`
+domain, as the paper starts from ImageNet. `benchmarks/ssl_table.py --source FILE` trains and
+exports it first if FILE does not exist.
 """
 
 from cps_jax import config_files
@@ -44,6 +50,11 @@ WEIGHTS = {
 # and stay near 0 IoU even with every label, which would cap any gain (README).
 BENCHMARK_CLASSES = ("road", "sidewalk", "building", "vegetation", "terrain", "sky", "car")
 
+# The regime in which labels are the bottleneck (measured: README, "When unlabeled images help").
+LABELS_REGIME = "scenes=256,optim=adamw,classes=benchmark,steps=900"
+# The source backbone of that regime: (this config's args, data-set seed of its scenes).
+SOURCE = ("method=supervised,split=1/1,domain=render,steps=1800", 1)
+
 # Table rows: name -> (label, the cell's args).
 ROWS = {
     "supervised": ("Supervised baseline", "method=supervised"),
@@ -61,6 +72,11 @@ ROWS = {
 
 def get_config(arg: str | None = None):
     args = demo.parse_arg(arg)
+    regime = args.pop("regime", None)
+    if regime == "labels":
+        args = {**demo.parse_arg(LABELS_REGIME), **args}
+    elif regime is not None:
+        raise ValueError(f"configs/ssl_table.py: regime must be 'labels', got {regime!r}")
     config = demo.get_config(f"split={args.get('split', '1/16')}")
     config.method = str(args.get("method", "cps"))
     config.seed = int(args.get("seed", 0))
@@ -100,4 +116,12 @@ def get_config(arg: str | None = None):
     for key, value in WEIGHTS[config.method].items():
         config.loss[key] = value
     demo.apply_recipe(config, str(args.get("recipe", "reference")), "configs/ssl_table.py")
+    return config
+
+
+def source_config():
+    """The config that trains the source backbone of `regime=labels` (SOURCE)."""
+    arg, dataset_seed = SOURCE
+    config = get_config(arg)
+    config.data.dataset_seed = dataset_seed
     return config

@@ -139,6 +139,7 @@ def test_ssl_table_trains_every_cell_once_and_resumes(tmp_path):
         "--fractions=1/4",
         "--seeds=0,1",
         f"--results={tmp_path / 'results'}",
+        f"--source={tmp_path / 'source.cpsj'}",
     )
     env = {"CPS_DATA_DIR": str(tmp_path / "data")}
     rows = table_rows(run_script(*args, env=env))
@@ -164,10 +165,15 @@ def test_ssl_table_trains_every_cell_once_and_resumes(tmp_path):
         logged = (out / "cells" / f"supervised__1-4__seed{seed}" / "metrics.jsonl").read_text()
         first_lr = json.loads(logged.splitlines()[0])["train/lr"]
         assert first_lr == pytest.approx(0.002), first_lr  # AdamW's lr at step 0, not SGD's 0.1
+    # The source backbone was trained and exported once, before the cells.
+    source = tmp_path / "source.cpsj"
+    assert source.exists() and (tmp_path / "source_run" / "results.json").exists()
+    source_written = source.stat().st_mtime_ns
     # A finished cell is read from its cell.json, not trained again.
     cell = out / "cells" / "supervised__1-4__seed0" / "cell.json"
     summary = json.loads(cell.read_text())
     summary["miou_left"] = 0.5
     cell.write_text(json.dumps(summary))
     again = table_rows(run_script(*args, env=env))
+    assert source.stat().st_mtime_ns == source_written
     assert again["Supervised baseline"] == [f"{(50 + b) / 2:.2f} ± {abs(50 - b) / 2:.2f}"]

@@ -79,9 +79,57 @@ def test_ssl_table_regime_args_set_scenes_optimizer_domain_and_backbone():
         module.get_config("domain=snow")
 
 
+@pytest.mark.parametrize("name", ["paper.py", "voc.py", "cityscapes.py"])
+def test_paper_configs_follow_the_reference_code(name):
+    module = config_files.load(os.path.join(ROOT, "configs", name))
+    for cutmix in (True, False):
+        config = module.get_config(f"split=1/8,cutmix={cutmix}")
+        assert config.model.bn_running_var == "unbiased"  # PyTorch's running variance
+        assert config.model.classifier_bias_init == "torch"  # PyTorch's default Conv2d bias
+        # The code applies CPS to the mixed unlabeled images only; without CutMix to both.
+        assert config.loss.cps_on == ("unlabeled" if cutmix else "both")
+        assert config.method == ("cps_cutmix" if cutmix else "cps")
+        # Plain argmax pseudo labels at a constant weight (configs/demo.py's reference recipe).
+        for path, value in getattr(demo, "RECIPES", {}).get("reference", {}).items():
+            section, field = path.split(".")
+            assert config[section][field] == value, path
+    # The demo (and the configs built on it) keeps flax's defaults.
+    assert demo.get_config().model.bn_running_var == "biased"
+    assert demo.get_config().model.classifier_bias_init == "zeros"
+
+
+def test_ssl_table_labels_regime_recipes_and_source():
+    module = config_files.load(os.path.join(ROOT, "configs", "ssl_table.py"))
+    config = module.get_config("regime=labels,method=cps,recipe=recommended")
+    assert (config.data.num_train, config.optim.name, config.total_steps) == (256, "adamw", 900)
+    assert config.data.classes == module.BENCHMARK_CLASSES
+    for path, value in demo.RECIPES["recommended"].items():
+        section, field = path.split(".")
+        assert config[section][field] == value
+    reference = module.get_config("regime=labels,method=cps")
+    assert reference.pseudo.balance == "none" and reference.loss.warmup_fraction == 0.0
+    # An arg given beside the regime wins over the regime's.
+    assert module.get_config("regime=labels,steps=100").total_steps == 100
+    source = module.source_config()
+    assert (source.data.domain, source.data.dataset_seed, source.method) == (
+        "render",
+        1,
+        "supervised",
+    )
+    assert source.data.labeled_fraction == "1/1" and source.data.classes == ()
+    with pytest.raises(ValueError, match="regime must be 'labels'"):
+        module.get_config("regime=easy")
+    with pytest.raises(ValueError, match="recipe must be one of"):
+        module.get_config("recipe=best")
+    # The demo trains with the recommended recipe, and says so.
+    assert demo.get_config().pseudo.balance == demo.RECIPES["recommended"]["pseudo.balance"]
+    assert "recommended" in demo.__doc__
+
+
 CONFIG_VARIANTS = [
     ("demo.py", None),
     ("ssl_table.py", "method=cutmix_seg,split=1/4,seed=1,scenes=256,optim=adamw,domain=weather"),
+    ("ssl_table.py", "regime=labels,method=cps_cutmix,recipe=recommended"),
     ("paper.py", "dataset=voc,split=1/2,backbone=r101,cutmix=False"),
     ("voc.py", "split=1/16,backbone=r50,cutmix=True"),
     ("cityscapes.py", "split=1/8,backbone=r101,cutmix=False"),

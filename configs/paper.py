@@ -1,6 +1,16 @@
 r"""The paper's settings (the reference code's hyper-parameters) for PASCAL VOC 2012 aug and
 Cityscapes; `configs/voc.py` and `configs/cityscapes.py` call this with their data set.
 
+Where the paper and the reference code differ, these configs follow the code:
+  - BatchNorm running variance updated with the unbiased batch variance, as PyTorch does
+    (`model.bn_running_var="unbiased"`);
+  - the classifier bias starts from PyTorch's default init, uniform +-1/sqrt(fan_in)
+    (`model.classifier_bias_init="torch"`);
+  - with CutMix, CPS on the mixed unlabeled images only (`loss.cps_on="unlabeled"`; the paper
+    also applies it to the labeled ones). Without CutMix, CPS covers labeled and unlabeled images,
+    as in both;
+  - plain argmax pseudo labels at a constant CPS weight (configs/demo.py's `recipe=reference`).
+
   cps-train --config configs/paper.py:dataset=voc,split=1/8,backbone=r50,cutmix=False --workdir runs/voc
 
 Args (comma separated): dataset=voc|cityscapes, split=1/16|1/8|1/4|1/2, backbone=r50|r101,
@@ -54,7 +64,8 @@ def get_config(arg: str | None = None):
     use_cutmix = _flag(args.get("cutmix", False))
     spec = DATASETS[dataset]
 
-    config = demo.get_config(f"split={args.get('split', '1/8')}")
+    # The reference code's targets: plain argmax pseudo labels at a constant λ.
+    config = demo.get_config(f"split={args.get('split', '1/8')},recipe=reference")
     config.method = str(args.get("method", "cps_cutmix" if use_cutmix else "cps"))
     config.data.name = spec["name"]
     config.data.manual_dir = ""
@@ -72,9 +83,13 @@ def get_config(arg: str | None = None):
     config.model.aspp_channels = 256
     config.model.low_level_channels = 48
     config.model.decoder_channels = 256
+    config.model.bn_running_var = "unbiased"  # PyTorch's running variance
+    config.model.classifier_bias_init = "torch"  # PyTorch's default Conv2d bias init
 
     config.loss.supervised = spec["supervised"]
     config.loss.cps_weight = spec["weight_cutmix"] if use_cutmix else spec["weight"]
+    if use_cutmix:  # the reference code: CPS on the mixed unlabeled images only
+        config.loss.cps_on = "unlabeled"
     config.optim.lr = spec["lr"]  # for the global 8 + 8 batch; lr_scaling=linear follows overrides
     config.optim.lr_scaling = "linear"
     config.optim.base_batch = 8

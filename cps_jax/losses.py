@@ -1,6 +1,7 @@
 """Segmentation losses: cross-entropy with an ignore label, and cross pseudo supervision.
 
-All losses take logits [N, H, W, C] and integer labels [N, H, W]; computation is in float32.
+All losses take logits [N, H, W, C] and integer labels [N, H, W]; computation is in float32 (or
+float64 for float64 inputs).
 """
 
 import jax
@@ -9,9 +10,14 @@ import jax.numpy as jnp
 IGNORE_LABEL = 255
 
 
+def at_least_f32(x: jax.Array) -> jax.Array:
+    """float32 for bfloat16 / float16 inputs; float64 stays float64 (exact parity tests)."""
+    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+
+
 def pixel_cross_entropy(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Per-pixel cross-entropy and a validity mask (labels outside [0, C) are ignored)."""
-    logits = logits.astype(jnp.float32)
+    logits = at_least_f32(logits)
     num_classes = logits.shape[-1]
     valid = (labels >= 0) & (labels < num_classes)
     safe = jnp.where(valid, labels, 0)
@@ -74,14 +80,14 @@ def cps_loss(left_logits: jax.Array, right_logits: jax.Array) -> jax.Array:
 def probability_mse(logits: jax.Array, target_probs: jax.Array) -> jax.Array:
     """Squared distance between softmax(logits) and fixed target probabilities: summed over classes,
     averaged over pixels (Mean Teacher / CutMix-Seg consistency). The target carries no gradient."""
-    probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
-    target = jax.lax.stop_gradient(target_probs.astype(jnp.float32))
+    probs = jax.nn.softmax(at_least_f32(logits), axis=-1)
+    target = jax.lax.stop_gradient(at_least_f32(target_probs))
     return jnp.mean(jnp.sum(jnp.square(probs - target), axis=-1))
 
 
 def cpc_loss(left_logits: jax.Array, right_logits: jax.Array) -> jax.Array:
     """Cross probability consistency (CCT-style ablation of CPS): each net is pulled towards the
     other's probabilities instead of its hard pseudo labels."""
-    return probability_mse(left_logits, jax.nn.softmax(right_logits.astype(jnp.float32))) + (
-        probability_mse(right_logits, jax.nn.softmax(left_logits.astype(jnp.float32)))
+    return probability_mse(left_logits, jax.nn.softmax(at_least_f32(right_logits))) + (
+        probability_mse(right_logits, jax.nn.softmax(at_least_f32(left_logits)))
     )

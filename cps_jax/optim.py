@@ -8,6 +8,7 @@ Both decay only conv / dense kernels and follow the same lr schedule.
 """
 
 import jax
+import jax.numpy as jnp
 import optax
 
 LR_SCALING = ("none", "linear")
@@ -59,9 +60,16 @@ def learning_rate_schedule(
         transition_steps=max(total_steps - warmup, 1),
     )
     if warmup <= 0:
-        return poly
+        return _float_count(poly)
     ramp = optax.linear_schedule(0.0, lr, warmup)
-    return optax.join_schedules([ramp, poly], boundaries=[warmup])
+    return _float_count(optax.join_schedules([ramp, poly], boundaries=[warmup]))
+
+
+def _float_count(schedule: optax.Schedule) -> optax.Schedule:
+    """`schedule` of the step count as a float of the default type. optax divides the int32
+    count, which JAX does in float32 even with jax_enable_x64: a float64 run would get a
+    float32-rounded learning rate. Same values in float32."""
+    return lambda count: schedule(jnp.asarray(count, jnp.result_type(float)))
 
 
 def weight_decay_mask(params):

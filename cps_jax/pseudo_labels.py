@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cps_jax import metrics
+from cps_jax import losses, metrics
 
 BALANCES = ("none", "cbst", "align")
 
@@ -99,7 +99,7 @@ def class_balanced_keep(labels: jax.Array, confidence: jax.Array, num_classes: i
 def select(logits: jax.Array, options: Options, prior: dict | None = None) -> Pseudo:
     """Hard targets from `logits` [N,H,W,C], without gradient. `prior` ({"labeled", "predicted"}
     class shares) is used by balance="align"."""
-    logits = jax.lax.stop_gradient(logits).astype(jnp.float32)
+    logits = losses.at_least_f32(jax.lax.stop_gradient(logits))
     probs = jax.nn.softmax(logits, axis=-1)
     if options.balance == "align":
         probs = align(probs, prior["labeled"], prior["predicted"])
@@ -151,7 +151,7 @@ def update_prior(prior: dict, labels: jax.Array, logits: jax.Array, momentum: fl
     """EMA of the labeled class shares (from a labeled batch's masks) and of a net's mean
     probability over unlabeled pixels (`logits`, no gradient)."""
     num_classes = logits.shape[-1]
-    probs = jax.nn.softmax(jax.lax.stop_gradient(logits).astype(jnp.float32), axis=-1)
+    probs = jax.nn.softmax(losses.at_least_f32(jax.lax.stop_gradient(logits)), axis=-1)
     mean_probs = probs.reshape(-1, num_classes).mean(0)
     ema = lambda old, new: momentum * old + (1.0 - momentum) * new
     return {

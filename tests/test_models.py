@@ -285,6 +285,100 @@ def test_batch_norm_matches_flax(dtype):
             )
 
 
+@pytest.mark.parametrize("running_var", ["biased", "unbiased"])
+@pytest.mark.parametrize("shape", [(2, 1, 1, 3), (2, 3, 5, 3)], ids=["n=2", "n=30"])
+def test_batch_norm_running_var_by_hand(running_var, shape):
+    # n = N*H*W values per channel; (2, 1, 1, C) is what the ASPP image-pooling BN sees.
+    x = np.random.default_rng(0).normal(size=shape) * 2 + 1
+    bn = BatchNorm(
+        3,
+        running_var=running_var,
+        momentum=0.9,
+        epsilon=1e-5,
+        use_fast_variance=False,
+        rngs=nnx.Rngs(0),
+    )
+    mean0, var0 = np.array([0.5, -1.0, 2.0]), np.array([1.0, 2.0, 0.5])
+    scale, bias = np.array([1.0, 2.0, 0.5]), np.array([0.0, 0.3, -0.2])
+    bn.mean[...], bn.var[...] = jnp.asarray(mean0, jnp.float32), jnp.asarray(var0, jnp.float32)
+    bn.scale[...], bn.bias[...] = jnp.asarray(scale, jnp.float32), jnp.asarray(bias, jnp.float32)
+
+    y = bn(jnp.asarray(x, jnp.float32), use_running_average=False)
+
+    values = x.reshape(-1, 3)
+    n = values.shape[0]
+    batch_mean = values.mean(0)
+    biased = ((values - batch_mean) ** 2).mean(0)
+    taken_in = biased * n / (n - 1) if running_var == "unbiased" else biased  # x2 at n = 2
+    np.testing.assert_allclose(bn.mean[...], 0.9 * mean0 + 0.1 * batch_mean, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(bn.var[...], 0.9 * var0 + 0.1 * taken_in, rtol=1e-6, atol=1e-6)
+    # Normalisation in train mode uses the biased variance in both modes (as PyTorch).
+    want = (x - batch_mean) / np.sqrt(biased + 1e-5) * scale + bias
+    np.testing.assert_allclose(np.asarray(y), want, rtol=1e-5, atol=1e-5)
+
+
+def test_batch_norm_rejects_unknown_running_var():
+    with pytest.raises(ValueError, match="running_var must be one of .*'sample'"):
+        BatchNorm(3, running_var="sample", rngs=nnx.Rngs(0))
+
+
+def batch_norms(model):
+    return {
+        "/".join(map(str, path)): m
+        for path, m in nnx.iter_modules(model)
+        if isinstance(m, BatchNorm)
+    }
+
+
+def test_bn_running_var_reaches_every_batch_norm():
+    for mode in ("biased", "unbiased"):
+        model = nnx.eval_shape(
+            lambda mode=mode: build_model(model_config(bn_running_var=mode), 5, nnx.Rngs(0))
+        )
+        bns = batch_norms(model)
+        assert {"aspp/global_pooling_bn", "backbone/bn1", "last_bn2"} <= set(bns)
+        # stem 3, 8 blocks x 2, 4 downsamples, ASPP 3, decoder 3
+        assert len(bns) == 3 + 2 * 8 + 4 + 3 + 3 and {m.running_var for m in bns.values()} == {mode}
+    # A config without the field (an older run's) gets flax's biased variance.
+    config = model_config()
+    del config["bn_running_var"]
+    model = nnx.eval_shape(lambda: build_model(config, 5, nnx.Rngs(0)))
+    assert {m.running_var for m in batch_norms(model).values()} == {"biased"}
+
+
+@partial(jax.jit, static_argnums=0)
+def _train_forward(graphdef, state, x):
+    model = nnx.merge(graphdef, state)
+    return model(x, train=True), nnx.state(model)
+
+
+def train_forward(model, x):
+    """Logits of ONE train-mode forward (``apply`` also runs the backbone a second time)."""
+    graphdef, state = nnx.split(model)
+    logits, state = _train_forward(graphdef, state, x)
+    nnx.update(model, state)
+    return logits
+
+
+def test_unbiased_running_var_in_the_net(tiny):
+    """One train-mode forward of a batch of 2 at 32x32: every BN's running variance takes in
+    n / (n - 1) times flax's batch variance, 2 at the image-pooling BN; the logits are the same."""
+    biased, unbiased = nnx.clone(tiny), nnx.clone(tiny)
+    for bn in batch_norms(unbiased).values():
+        bn.running_var = "unbiased"
+    x = jax.random.normal(jax.random.key(3), (2, 32, 32, 3))
+    y_b, y_u = (train_forward(model, x) for model in (biased, unbiased))
+    np.testing.assert_array_equal(np.asarray(y_b), np.asarray(y_u))
+    # Values per channel: batch 2 x the BN's feature map (stem 16x16, layer4 / ASPP 2x2).
+    n = {"aspp/global_pooling_bn": 2, "aspp/map_bn": 8, "backbone/bn1": 512, "last_bn1": 128}
+    bns_b, bns_u = batch_norms(biased), batch_norms(unbiased)
+    for name, count in n.items():
+        taken_in_b = (np.asarray(bns_b[name].var[...]) - 0.9) / 0.1  # the initial variance is 1
+        taken_in_u = (np.asarray(bns_u[name].var[...]) - 0.9) / 0.1
+        np.testing.assert_allclose(taken_in_u, taken_in_b * count / (count - 1), rtol=1e-4)
+        np.testing.assert_array_equal(bns_b[name].mean[...], bns_u[name].mean[...])
+
+
 def test_gradients_reach_every_parameter(tiny):
     graphdef, params, rest = nnx.split(tiny, nnx.Param, ...)
 
@@ -340,6 +434,23 @@ def test_init_kaiming_and_bn(tiny):
     assert model.backbone.conv1.bias is None and model.last_conv1.bias is None
 
 
+def test_classifier_bias_init_torch(tiny):
+    """PyTorch's default Conv2d bias: uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = the
+    decoder's 16 channels; from the seed, and no other parameter changes."""
+    torch_init = [tiny_model(seed, classifier_bias_init="torch") for seed in (0, 0, 1)]
+    bias = [np.asarray(m.classifier.bias[...]) for m in torch_init]
+    assert bias[0].shape == (5,) and np.all(np.abs(bias[0]) <= 1 / math.sqrt(16))
+    assert np.any(bias[0] != 0) and len(set(bias[0].tolist())) == 5
+    np.testing.assert_array_equal(bias[0], bias[1])
+    assert not np.array_equal(bias[0], bias[2])
+    ours = nnx.to_flat_state(nnx.state(torch_init[0], nnx.Param))
+    zeros = dict(nnx.to_flat_state(nnx.state(tiny, nnx.Param)))
+    for path, value in ours:
+        if path != ("classifier", "bias"):
+            np.testing.assert_array_equal(np.asarray(value), np.asarray(zeros[path]), str(path))
+    np.testing.assert_array_equal(np.asarray(zeros["classifier", "bias"]), 0.0)
+
+
 # ---------------------------------------------------------------- build_model
 
 
@@ -353,6 +464,8 @@ def model_config(**overrides):
         low_level_channels=8,
         decoder_channels=16,
         dtype="float32",
+        bn_running_var="biased",
+        classifier_bias_init="zeros",
     )
     return ml_collections.ConfigDict({**fields, **overrides})
 
@@ -378,6 +491,8 @@ def test_build_model_from_config():
         ("dtype", "float16"),
         ("width", 0),
         ("aspp_channels", 16.0),
+        ("bn_running_var", "pytorch"),
+        ("classifier_bias_init", "uniform"),
     ],
 )
 def test_build_model_rejects_bad_fields(field, value):
@@ -391,3 +506,20 @@ def test_build_model_bad_backbone_lists_allowed_names():
         build_model(model_config(backbone="resnet-50"), 5, nnx.Rngs(0))
     for name in ("resnet18", "resnet34", "resnet50", "resnet101"):
         assert name in str(e.value)
+
+
+def test_float64_model_needs_x64_and_is_float64_throughout():
+    with pytest.raises(ValueError, match="model.dtype='float64' needs jax_enable_x64"):
+        build_model(model_config(dtype="float64"), 5, nnx.Rngs(0))
+    before = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    try:
+        model = nnx.eval_shape(lambda: build_model(model_config(dtype="float64"), 5, nnx.Rngs(0)))
+        _, out = abstract_forward(lambda: model, (1, 32, 32, 3))
+        leaves = jax.tree.leaves(nnx.state(model, nnx.Param)) + jax.tree.leaves(
+            nnx.state(model, nnx.BatchStat)
+        )
+    finally:
+        jax.config.update("jax_enable_x64", before)
+    assert {leaf.dtype for leaf in leaves} == {jnp.dtype(jnp.float64)}
+    assert out.dtype == jnp.float64

@@ -86,3 +86,29 @@ def test_an_unknown_optimizer_is_named():
         ValueError, match=r"config.optim.name must be one of \('sgd', 'adamw'\), got 'adam'"
     ):
         make_optimizer(optim_config("adam"), TOTAL_STEPS)
+
+
+@pytest.mark.parametrize("warmup", [0, 3])
+def test_schedule_is_float64_in_a_float64_run(warmup):
+    """optax divides the int32 step count in float32 even with jax_enable_x64; the schedule
+    casts the count first, so that a float64 run gets its learning rate unrounded."""
+    import jax
+    import jax.numpy as jnp
+
+    from cps_jax.optim import learning_rate_schedule
+
+    config = optim_config("sgd", lr=0.01)
+    config.warmup_steps = warmup
+    before = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    try:
+        schedule = learning_rate_schedule(config, TOTAL_STEPS)
+        for t in range(warmup, TOTAL_STEPS):
+            lr = schedule(jnp.asarray(t, jnp.int32))
+            want = config.lr * (1 - (t - warmup) / (TOTAL_STEPS - warmup)) ** config.poly_power
+            assert lr.dtype == jnp.float64 and abs(float(lr) - want) <= 1e-15, t
+    finally:
+        jax.config.update("jax_enable_x64", before)
+    assert (
+        learning_rate_schedule(config, TOTAL_STEPS)(jnp.asarray(1, jnp.int32)).dtype == jnp.float32
+    )

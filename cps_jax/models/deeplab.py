@@ -5,6 +5,11 @@ an image-pooling branch (global mean, 1x1, BN, LeakyReLU, 1x1) is ADDED to it; t
 Decoder: layer1 features -> 1x1 to 48, BN, ReLU; ASPP output upsampled (bilinear, align_corners)
 and concatenated in front of them; two 3x3 conv-BN-ReLU; 1x1 classifier with bias; bilinear
 upsampling to the input size. Attribute names follow the PyTorch ones (map_conv*, red_conv, ...).
+
+Two choices follow either flax or the reference code (PyTorch): ``bn_running_var`` ("biased" or
+"unbiased", the batch variance every BatchNorm's running average takes in) and
+``classifier_bias_init`` ("zeros", or "torch": PyTorch's default Conv2d bias init,
+uniform(-1/sqrt(fan_in), 1/sqrt(fan_in))).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from cps_jax.models.resnet import BLOCKS, ResNet, batch_norm, conv
+from cps_jax.models.resnet import BLOCKS, RUNNING_VAR, ResNet, batch_norm, conv
 
 __all__ = [
     "DeepLabV3Plus",
@@ -22,7 +27,20 @@ __all__ = [
     "build_model",
     "resize_bilinear_align_corners",
     "interpolation_matrix",
+    "CLASSIFIER_BIAS_INITS",
 ]
+
+CLASSIFIER_BIAS_INITS = ("zeros", "torch")
+
+
+def torch_conv_bias_init(fan_in: int):
+    """PyTorch's default Conv2d / Linear bias init: uniform(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    bound = 1.0 / np.sqrt(fan_in)
+
+    def init(key, shape, dtype=jnp.float32):
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
 
 
 def interpolation_matrix(in_size: int, out_size: int) -> np.ndarray:
@@ -85,15 +103,17 @@ class ASPP(nnx.Module):
             [self.map_conv0(x), self.map_conv1(x), self.map_conv2(x), self.map_conv3(x)], axis=-1
         )
         out = self.red_conv(act(self.map_bn(out, use_running_average=ura)))
-        # Image pooling: mean accumulated in float32 whatever the compute dtype.
-        pool = jnp.mean(x, axis=(1, 2), keepdims=True, dtype=jnp.float32).astype(x.dtype)
+        # Image pooling: mean accumulated in float32 (or wider) whatever the compute dtype.
+        acc = jnp.promote_types(x.dtype, jnp.float32)
+        pool = jnp.mean(x, axis=(1, 2), keepdims=True, dtype=acc).astype(x.dtype)
         pool = act(self.global_pooling_bn(self.global_pooling_conv(pool), use_running_average=ura))
         out = out + self.pool_red_conv(pool)  # [N,1,1,C] broadcast over H, W
         return act(self.red_bn(out, use_running_average=ura))
 
 
 class DeepLabV3Plus(nnx.Module):
-    """ResNet backbone + ASPP + DeepLabv3+ decoder; ``x`` [N,H,W,3] -> float32 logits [N,H,W,C].
+    """ResNet backbone + ASPP + DeepLabv3+ decoder; ``x`` [N,H,W,3] -> float32 logits [N,H,W,C]
+    (float64 for a float64 net).
 
     Submodules: ``backbone`` (the part initialised from ImageNet weights) and the head:
     ``aspp``, ``reduce_conv/bn``, ``last_conv1/bn1``, ``last_conv2/bn2``, ``classifier``.
@@ -116,11 +136,24 @@ class DeepLabV3Plus(nnx.Module):
         param_dtype=jnp.float32,
         bn_momentum=0.9,
         bn_epsilon=1e-5,
+        bn_running_var: str = "biased",
+        classifier_bias_init: str = "zeros",
         conv_impl: str = "auto",
         rngs: nnx.Rngs,
     ):
+        if classifier_bias_init not in CLASSIFIER_BIAS_INITS:
+            raise ValueError(
+                f"classifier_bias_init must be one of {CLASSIFIER_BIAS_INITS}, "
+                f"got {classifier_bias_init!r}"
+            )
         kw = dict(dtype=dtype, param_dtype=param_dtype, impl=conv_impl)  # of every conv
-        bn_kw = dict(momentum=bn_momentum, epsilon=bn_epsilon, dtype=dtype, param_dtype=param_dtype)
+        bn_kw = dict(
+            momentum=bn_momentum,
+            epsilon=bn_epsilon,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            running_var=bn_running_var,
+        )
         if aspp_rates is None:  # (6, 12, 18) at OS16, scaled with the feature resolution
             aspp_rates = {8: (12, 24, 36), 16: (6, 12, 18), 32: (3, 6, 9)}[output_stride]
         self.dtype = dtype
@@ -135,6 +168,7 @@ class DeepLabV3Plus(nnx.Module):
             param_dtype=param_dtype,
             bn_momentum=bn_momentum,
             bn_epsilon=bn_epsilon,
+            bn_running_var=bn_running_var,
             conv_impl=conv_impl,
         )
         self.aspp = ASPP(
@@ -155,8 +189,15 @@ class DeepLabV3Plus(nnx.Module):
         self.last_bn1 = batch_norm(decoder_channels, **bn_kw, rngs=rngs)
         self.last_conv2 = conv(decoder_channels, decoder_channels, 3, **kw, rngs=rngs)
         self.last_bn2 = batch_norm(decoder_channels, **bn_kw, rngs=rngs)
-        # Bias initialised to 0 (PyTorch's default would be uniform +-1/sqrt(fan_in)).
-        self.classifier = conv(decoder_channels, num_classes, 1, use_bias=True, **kw, rngs=rngs)
+        # Bias 0 ("zeros"), or PyTorch's default uniform +-1/sqrt(fan_in) ("torch", the reference).
+        bias_init = (
+            torch_conv_bias_init(decoder_channels)  # fan_in of a 1x1 conv
+            if classifier_bias_init == "torch"
+            else jax.nn.initializers.zeros
+        )
+        self.classifier = conv(
+            decoder_channels, num_classes, 1, use_bias=True, bias_init=bias_init, **kw, rngs=rngs
+        )
 
     def __call__(self, x, *, train: bool) -> jax.Array:
         ura = not train
@@ -169,11 +210,13 @@ class DeepLabV3Plus(nnx.Module):
         f = jnp.concatenate([f, low], axis=-1)  # ASPP channels first, as in the reference
         f = jax.nn.relu(self.last_bn1(self.last_conv1(f), use_running_average=ura))
         f = jax.nn.relu(self.last_bn2(self.last_conv2(f), use_running_average=ura))
-        logits = self.classifier(f).astype(jnp.float32)
+        logits = self.classifier(f).astype(jnp.promote_types(self.dtype, jnp.float32))
         return resize_bilinear_align_corners(logits, in_hw)
 
 
-_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+# Compute dtypes; parameters are float32, except for float64 (numerical checks, needs
+# jax_enable_x64), whose parameters are float64 too.
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float64": jnp.float64}
 _BACKBONES = {f"resnet{d}": d for d in BLOCKS}
 
 
@@ -182,7 +225,8 @@ def build_model(model_config, num_classes: int, rngs: nnx.Rngs) -> DeepLabV3Plus
 
     Required: backbone, stem, output_stride, width, aspp_channels, low_level_channels,
     decoder_channels, dtype. Optional: multi_grid, aspp_rates, bn_momentum, bn_epsilon,
-    conv_impl (models/conv.py).
+    bn_running_var ("biased" | "unbiased", default "biased"), classifier_bias_init ("zeros" |
+    "torch", default "zeros"), conv_impl (models/conv.py).
     """
     c = model_config
 
@@ -207,9 +251,20 @@ def build_model(model_config, num_classes: int, rngs: nnx.Rngs) -> DeepLabV3Plus
     stem = choice("stem", ("deep", "torchvision"))
     output_stride = choice("output_stride", (8, 16, 32))
     dtype = _DTYPES[choice("dtype", _DTYPES)]
+    if dtype == jnp.float64 and not jax.config.jax_enable_x64:
+        raise ValueError("model.dtype='float64' needs jax_enable_x64 (else arrays are float32)")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes <= 0:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
     aspp_rates = c.get("aspp_rates", None)
+
+    def optional_choice(field, allowed, default):
+        value = c.get(field, default)
+        if value not in allowed:
+            raise ValueError(f"model.{field} must be one of {sorted(allowed)}, got {value!r}")
+        return value
+
+    bn_running_var = optional_choice("bn_running_var", RUNNING_VAR, "biased")
+    classifier_bias_init = optional_choice("classifier_bias_init", CLASSIFIER_BIAS_INITS, "zeros")
     return DeepLabV3Plus(
         num_classes,
         backbone_depth=depth,
@@ -222,9 +277,11 @@ def build_model(model_config, num_classes: int, rngs: nnx.Rngs) -> DeepLabV3Plus
         multi_grid=tuple(c.get("multi_grid", (1, 2, 4))),
         aspp_rates=tuple(aspp_rates) if aspp_rates else None,
         dtype=dtype,
-        param_dtype=jnp.float32,
+        param_dtype=jnp.float64 if dtype == jnp.float64 else jnp.float32,
         bn_momentum=c.get("bn_momentum", 0.9),
         bn_epsilon=c.get("bn_epsilon", 1e-5),
+        bn_running_var=bn_running_var,
+        classifier_bias_init=classifier_bias_init,
         conv_impl=c.get("conv_impl", "auto"),
         rngs=rngs,
     )

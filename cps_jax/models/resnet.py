@@ -14,13 +14,23 @@ update), never through ``model.train()`` / ``model.eval()``.
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from cps_jax.models.conv import conv_general_dilated_for, max_pool
 
-__all__ = ["ResNet", "BatchNorm", "BLOCKS", "conv", "batch_norm", "kaiming_normal"]
+__all__ = [
+    "ResNet",
+    "BatchNorm",
+    "BLOCKS",
+    "RUNNING_VAR",
+    "conv",
+    "batch_norm",
+    "kaiming_normal",
+]
 
 # Kaiming normal, fan_in, gain sqrt(2) for ReLU (torch.nn.init.kaiming_normal_, not truncated).
 kaiming_normal = jax.nn.initializers.variance_scaling(2.0, "fan_in", "normal")
@@ -42,13 +52,15 @@ def conv(
     stride=1,
     dilation=1,
     use_bias=False,
+    bias_init=jax.nn.initializers.zeros,
     dtype,
     param_dtype,
     impl="auto",
     rngs,
 ):
     """A PyTorch-style conv: symmetric padding dilation * (kernel - 1) // 2, Kaiming init; `impl`
-    picks the convolution algorithm (models/conv.py), never the parameters."""
+    picks the convolution algorithm (models/conv.py), never the parameters; the bias (if any)
+    starts from `bias_init` (zeros by default)."""
     pad = dilation * (kernel - 1) // 2
     return nnx.Conv(
         in_ch,
@@ -59,11 +71,15 @@ def conv(
         kernel_dilation=dilation,
         use_bias=use_bias,
         kernel_init=kaiming_normal,
+        bias_init=bias_init,
         dtype=dtype,
         param_dtype=param_dtype,
         conv_general_dilated=conv_general_dilated_for(impl),
         rngs=rngs,
     )
+
+
+RUNNING_VAR = ("biased", "unbiased")
 
 
 class BatchNorm(nnx.BatchNorm):
@@ -73,9 +89,24 @@ class BatchNorm(nnx.BatchNorm):
     reads ``tracer.sharding``; under ``jit`` that builds an error message by walking the whole
     jaxpr, so tracing a train-mode forward is quadratic in the net's size (about +10 s to trace
     a two-forward ResNet-101 step). ``set_value`` replaces the value directly.
-    The training branch matches flax's with ``use_fast_variance=False``: statistics in float32,
-    biased batch variance (also for the running average, unlike PyTorch's unbiased one).
+    The training branch matches flax's with ``use_fast_variance=False``: statistics in float32
+    (or wider), normalisation with the biased batch variance. ``running_var`` says which batch
+    variance the running average takes in:
+      "biased"   (flax): the same biased variance;
+      "unbiased" (PyTorch): the variance x n / (n - 1), n = values per channel in the batch
+                 (N*H*W); at n = 1, where PyTorch refuses to train, the biased one (0).
+    The running averages are float32 (as flax's), or float64 with float64 parameters.
     """
+
+    def __init__(self, num_features: int, *, running_var: str = "biased", **kwargs):
+        if running_var not in RUNNING_VAR:
+            raise ValueError(f"running_var must be one of {RUNNING_VAR}, got {running_var!r}")
+        super().__init__(num_features, **kwargs)
+        self.running_var = running_var
+        stat_dtype = jnp.promote_types(kwargs.get("param_dtype", jnp.float32), jnp.float32)
+        if stat_dtype != self.mean.dtype:  # flax makes them float32 whatever param_dtype is
+            self.mean = nnx.BatchStat(self.mean[...].astype(stat_dtype))
+            self.var = nnx.BatchStat(self.var[...].astype(stat_dtype))
 
     def __call__(self, x, use_running_average: bool):
         if use_running_average:
@@ -84,17 +115,25 @@ class BatchNorm(nnx.BatchNorm):
         xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))
         mean = xf.mean(axes)
         var = jnp.square(xf - mean).mean(axes)  # two-pass: robust for bfloat16 activations
+        n = math.prod(x.shape[:-1])  # static: the values each channel's statistics are over
+        running = var * (n / (n - 1)) if self.running_var == "unbiased" and n > 1 else var
         decay = self.momentum
-        self.mean.set_value(jax.lax.stop_gradient(decay * self.mean[...] + (1 - decay) * mean))
-        self.var.set_value(jax.lax.stop_gradient(decay * self.var[...] + (1 - decay) * var))
+
+        def average(old, new):  # in the statistics' own dtype, step after step
+            return jax.lax.stop_gradient(decay * old + (1 - decay) * new).astype(old.dtype)
+
+        self.mean.set_value(average(self.mean[...], mean))
+        self.var.set_value(average(self.var[...], running))
         y = (xf - mean) * (jax.lax.rsqrt(var + self.epsilon) * self.scale[...]) + self.bias[...]
         return y.astype(self.dtype or x.dtype)
 
 
-def batch_norm(ch, *, momentum, epsilon, dtype, param_dtype, rngs):
-    """BatchNorm with scale 1, bias 0; ``momentum`` is flax's running-average decay (0.9)."""
+def batch_norm(ch, *, momentum, epsilon, dtype, param_dtype, running_var="biased", rngs):
+    """BatchNorm with scale 1, bias 0; ``momentum`` is flax's running-average decay (0.9);
+    ``running_var``: "biased" (flax) or "unbiased" (PyTorch), see ``BatchNorm``."""
     return BatchNorm(
         ch,
+        running_var=running_var,
         momentum=momentum,
         epsilon=epsilon,
         use_fast_variance=False,
@@ -194,6 +233,7 @@ class ResNet(nnx.Module):
     Stage widths w, 2w, 4w, 8w (x4 for bottlenecks). Output stride 16: layer4 keeps stride 1 and
     its blocks' 3x3 convs are dilated 2 * multi_grid (the first 2 entries for ResNet-18); 8:
     additionally layer3 keeps stride 1 with dilation 2 and layer4 uses 4 * multi_grid.
+    ``bn_running_var`` ("biased" | "unbiased") goes to every BatchNorm (see ``BatchNorm``).
 
     ``__call__`` returns {"stem": stride 2 (before the max-pool), "layer1": stride 4, "layer2": 8,
     "layer3": 16 or 8, "layer4": output_stride}, NHWC, in ``dtype``.
@@ -211,6 +251,7 @@ class ResNet(nnx.Module):
         param_dtype=jnp.float32,
         bn_momentum: float = 0.9,
         bn_epsilon: float = 1e-5,
+        bn_running_var: str = "biased",
         conv_impl: str = "auto",
         rngs: nnx.Rngs,
     ):
@@ -229,7 +270,13 @@ class ResNet(nnx.Module):
         mg = tuple(multi_grid)[: layers[3]]
         block_cls = BasicBlock if kind == "basic" else Bottleneck
         kw = dict(dtype=dtype, param_dtype=param_dtype, impl=conv_impl)  # of every conv
-        bn_kw = dict(momentum=bn_momentum, epsilon=bn_epsilon, dtype=dtype, param_dtype=param_dtype)
+        bn_kw = dict(
+            momentum=bn_momentum,
+            epsilon=bn_epsilon,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            running_var=bn_running_var,
+        )
         self.depth, self.stem_type, self.output_stride = depth, stem, output_stride
         self.conv_impl = conv_impl
 

@@ -139,6 +139,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.pseudo.cbst_keep = 0.5
     config.pseudo.align_momentum = 0.99
 
+    # Colour perturbation of the mixed images the nets learn on (CutMix methods; cps_jax/augment.py):
+    # brightness, contrast, saturation factors in U(1 - color_jitter, 1 + color_jitter), greyscale
+    # with probability grayscale_p. 0, 0: off, as the reference.
+    config.strong = ml_collections.ConfigDict()
+    config.strong.color_jitter = 0.0
+    config.strong.grayscale_p = 0.0
+
     config.cutmix = ml_collections.ConfigDict()
     config.cutmix.num_boxes = 3
     config.cutmix.area_range = (0.25, 0.5)

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from cps_jax import cutmix, losses, pseudo_labels
+from cps_jax import augment, cutmix, losses, pseudo_labels
 from cps_jax.state import RIGHT_ROLE, NetState, TrainState, apply_net
 
 METHODS = tuple(RIGHT_ROLE)
@@ -178,16 +178,19 @@ def cps_weight_schedule(loss_config, total_steps: int):
 
 
 def make_loss_fn(graphdef, config):
-    """loss(params, batch_stats, frozen, extra, batch, masks, step) -> (loss, aux) with aux =
+    """loss(params, batch_stats, frozen, extra, batch, draws, step) -> (loss, aux) with aux =
     (metrics, new batch_stats, new extra, pseudo): `pseudo` lists the unlabeled targets of the
     step (pseudo_labels.Pseudo, one per net) for the diagnostics.
 
     `params` holds the trained nets, `frozen` the teacher's params (no gradient); `batch_stats`
-    every net's BN statistics; `extra` the running class shares of pseudo.balance="align"."""
+    every net's BN statistics; `extra` the running class shares of pseudo.balance="align";
+    `draws` the step's random draws for CutMix methods: {"masks": box masks, "strong": a key for
+    the student's colour perturbation}, else None."""
     method, loss_config = config.method, config.loss
     supervised = supervised_loss_fn(loss_config)
     consistency = Consistency(loss_config.consistency)
     options = pseudo_labels.Options.from_config(config.pseudo)
+    augment.check(config.strong)
     cps_weight = cps_weight_schedule(loss_config, config.total_steps)
     cps_on = loss_config.cps_on
     if cps_on not in ("both", "labeled", "unlabeled"):
@@ -210,7 +213,8 @@ def make_loss_fn(graphdef, config):
             for net in logits
         )
 
-    def cps(params, stats, extra, batch, masks, step):
+    def cps(params, stats, extra, batch, draws, step):
+        masks, strong_key = (draws or {}).get("masks"), (draws or {}).get("strong")
         x_l, y = batch["image_l"], batch["mask_l"]
         prior = extra.get("prior", {})
         select = lambda logits, net: pseudo_labels.select(logits, options, prior.get(net))
@@ -222,7 +226,9 @@ def make_loss_fn(graphdef, config):
             targets_u = {net: select(unlabeled[net], net) for net in out}
         else:  # cps_cutmix
             u0, u1 = batch["image_u"], batch["image_u1"]
-            mixed = cutmix.mix(u0, u1, masks)
+            # The nets learn on a harder view than their targets came from: mixed, and (with
+            # config.strong) colour-perturbed.
+            mixed = augment.strong_view(cutmix.mix(u0, u1, masks), strong_key, config.strong)
             bn_train = loss_config.cutmix_pseudo_bn == "train"
             # Pseudo-label passes: no gradient; BN in train mode as the reference (by default).
             frozen = jax.lax.stop_gradient(params)
@@ -269,12 +275,13 @@ def make_loss_fn(graphdef, config):
             }
         return loss, (metrics, new_stats, new_extra, [targets_u["left"], targets_u["right"]])
 
-    def supervised_only(params, stats, extra, batch, masks, step):
+    def supervised_only(params, stats, extra, batch, draws, step):
         (logits,), new_left = run(params["left"], stats["left"], [batch["image_l"]], train=True)
         loss = supervised(logits, batch["mask_l"])
         return loss, (dict(loss=loss, sup_left=loss), {"left": new_left}, extra, [])
 
-    def teacher_student(params, stats, frozen, extra, batch, masks, step):
+    def teacher_student(params, stats, frozen, extra, batch, draws, step):
+        masks = (draws or {}).get("masks")
         x_l, y = batch["image_l"], batch["mask_l"]
         teacher = functools.partial(run, frozen["right"], stats["right"], train=False)
         if method == "mean_teacher":
@@ -345,13 +352,14 @@ def make_train_step(graphdef, config, tx: optax.GradientTransformation, lr_sched
         params = {name: nets[name].params for name in trained}
         frozen = {name: net.params for name, net in nets.items() if name not in trained}
         stats = {name: net.batch_stats for name, net in nets.items()}
-        masks = None
+        draws = masks = None
         if uses_two_unlabeled(method):
             _, h, w, _ = batch["image_u"].shape
             rng_key = jax.random.wrap_key_data(rng)
             masks = cutmix.box_masks(rng_key, batch["image_u"].shape[0], h, w, config.cutmix)
+            draws = {"masks": masks, "strong": jax.random.fold_in(rng_key, 1)}
         grads, (metrics, new_stats, new_extra, pseudo) = jax.grad(loss_fn, has_aux=True)(
-            params, stats, frozen, state.extra, batch, masks, state.step
+            params, stats, frozen, state.extra, batch, draws, state.step
         )
 
         def update(net: NetState, grad, batch_stats):

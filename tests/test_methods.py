@@ -14,9 +14,11 @@ from configs import demo
 NUM_CLASSES = 5
 
 
-def method_config(method, pseudo=None, **loss):
+def method_config(method, pseudo=None, strong=None, **loss):
     config = demo.get_config("runlocal")
     config.method = method
+    for key, value in (strong or {}).items():
+        config.strong[key] = value
     for key, value in loss.items():
         config.loss[key] = value
     for key, value in (pseudo or {}).items():
@@ -201,12 +203,17 @@ def masked_batch(seed=0, n=2, size=32):
     [
         ("cps", {"balance": "align", "align_momentum": 0.9}, {}),
         ("cps_cutmix", {"balance": "cbst", "cbst_keep": 0.3}, {"cps_on": "unlabeled"}),
+        ("cps_cutmix", {"threshold": 0.3}, {"strong": {"color_jitter": 0.4, "grayscale_p": 0.2}}),
         ("cps", {"threshold": 0.5}, {"warmup_fraction": 0.25, "cps_rampup_fraction": 0.5}),
         ("mean_teacher", {}, {}),
     ],
 )
 def test_remedies_and_diagnostics_in_the_compiled_step(method, pseudo, loss):
     config = method_config(method, pseudo, **loss)
+    if "strong" in loss:
+        # The perturbed view changes what the nets learn from, not the shapes or the targets.
+        plain_state, plain_step = build(method_config(method, pseudo))
+        _, plain = plain_step(plain_state, masked_batch(0), jax.random.key_data(jax.random.key(0)))
     state, step = build(config)
     initial_extra = jax.device_get(state.extra)
     state, metrics = step(state, masked_batch(0), jax.random.key_data(jax.random.key(0)))
@@ -228,7 +235,8 @@ def test_remedies_and_diagnostics_in_the_compiled_step(method, pseudo, loss):
     elif "threshold" in pseudo:
         kept = counts["kept"] / counts["pixels"]
         assert kept < 1.0 and summary["kept"] == kept
-        assert float(metrics["cps_weight"]) == 0.0  # step 0 is in the supervised warm-up
+        if "warmup_fraction" in loss:
+            assert float(metrics["cps_weight"]) == 0.0  # step 0 is in the supervised warm-up
     else:
         assert summary["kept"] == 1.0
     if pseudo.get("balance") == "align":
@@ -241,3 +249,6 @@ def test_remedies_and_diagnostics_in_the_compiled_step(method, pseudo, loss):
             assert not np.allclose(prior[net]["predicted"], 1.0 / NUM_CLASSES)
     else:
         assert state.extra == {}
+    if "strong" in loss:
+        np.testing.assert_allclose(metrics["sup_left"], plain["sup_left"], rtol=1e-6)
+        assert abs(float(metrics["cps_u"]) - float(plain["cps_u"])) > 1e-4

@@ -23,6 +23,8 @@ RECIPES = {
         "loss.cps_rampup_fraction": 0.0,
         "pseudo.threshold": 0.0,
         "pseudo.balance": "none",
+        "strong.color_jitter": 0.0,
+        "strong.grayscale_p": 0.0,
     },
     "recommended": {
         "loss.warmup_fraction": 0.25,
@@ -30,6 +32,8 @@ RECIPES = {
         "pseudo.threshold": 0.0,
         "pseudo.balance": "cbst",
         "pseudo.cbst_keep": 0.5,
+        "strong.color_jitter": 0.4,
+        "strong.grayscale_p": 0.2,
     },
 }
 

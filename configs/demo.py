@@ -32,7 +32,7 @@ RECIPES = {
         "pseudo.threshold": 0.0,
         "pseudo.balance": "cbst",
         "pseudo.cbst_keep": 0.5,
-        "strong.color_jitter": 0.4,
+        "strong.color_jitter": 0.8,
         "strong.grayscale_p": 0.2,
     },
 }

@@ -46,6 +46,11 @@ flags.DEFINE_string(
 flags.DEFINE_integer("steps", None, "Override total_steps (and the eval interval) of every cell.")
 flags.DEFINE_bool("tiny", False, "Tiny images and model: checks the script, not the methods.")
 flags.DEFINE_string("results", "", "Folder for each finished cell's summary JSON (to commit).")
+flags.DEFINE_bool(
+    "report_only",
+    False,
+    "Train nothing: report the finished cells (a table still running in the background).",
+)
 flags.DEFINE_string(
     "source",
     "",
@@ -107,13 +112,21 @@ def _read_summary(path: str, steps: int):
     return summary if summary["steps"] == steps else None
 
 
-def run_cell(config, workdir: str, data, results_path: str = "") -> dict:
-    """Trains (or resumes) one cell; its summary is cached in `cell.json` (and `results_path`)."""
-    summary_path = os.path.join(workdir, "cell.json")
-    for path in filter(None, (summary_path, results_path)):
+def finished_cell(config, workdir: str, results_path: str = ""):
+    """The cached summary of a finished cell (its `cell.json` or `results_path`), else None."""
+    for path in filter(None, (os.path.join(workdir, "cell.json"), results_path)):
         summary = _read_summary(path, config.total_steps)
         if summary is not None:
             return summary
+    return None
+
+
+def run_cell(config, workdir: str, data, results_path: str = "") -> dict:
+    """Trains (or resumes) one cell; its summary is cached in `cell.json` (and `results_path`)."""
+    summary_path = os.path.join(workdir, "cell.json")
+    summary = finished_cell(config, workdir, results_path)
+    if summary is not None:
+        return summary
     start = time.perf_counter()
     trainer = Trainer(config, workdir, data=data)
     results = trainer.train()
@@ -161,8 +174,13 @@ def markdown_table(cells: dict, rows, fractions, names: dict) -> str:
     for row in rows:
         values = []
         for fraction in fractions:
-            mean, spread = mean_spread([100 * c["miou_left"] for c in cells[row, fraction]])
-            values.append(f"{mean:.2f} ± {spread:.2f}")
+            group = cells.get((row, fraction), [])
+            if not group:
+                values.append("–")
+                continue
+            mean, spread = mean_spread([100 * c["miou_left"] for c in group])
+            partial = f" ({len(group)} of {len(FLAGS.seeds)} seeds)"
+            values.append(f"{mean:.2f} ± {spread:.2f}" + (partial if len(group) < len(FLAGS.seeds) else ""))
         lines.append(f"| {names.get(row, row)} | " + " | ".join(values) + " |")
     return "\n".join(lines)
 
@@ -173,7 +191,10 @@ def seed_table(cells: dict, rows, fractions, names: dict) -> str:
     for row in rows:
         values = []
         for fraction in fractions:
-            mious = [100 * c["miou_left"] for c in cells[row, fraction]]
+            mious = [100 * c["miou_left"] for c in cells.get((row, fraction), [])]
+            if not mious:
+                values.append("–")
+                continue
             std = float(np.std(mious, ddof=1)) if len(mious) > 1 else 0.0
             values.append(" / ".join(f"{m:.2f}" for m in mious) + f" ({std:.2f})")
         lines.append(f"| {names.get(row, row)}, seeds | " + " | ".join(values) + " |")
@@ -182,7 +203,11 @@ def seed_table(cells: dict, rows, fractions, names: dict) -> str:
 
 def per_class_table(cells: dict, rows, fraction: str, names: dict) -> str:
     """Mean left-net IoU per class over the seeds, one column per row, at `fraction`."""
-    group = {row: cells[row, fraction] for row in rows if "iou_left" in cells[row, fraction][0]}
+    group = {
+        row: cells[row, fraction]
+        for row in rows
+        if cells.get((row, fraction)) and "iou_left" in cells[row, fraction][0]
+    }
     if not group:
         return ""
     class_names = next(iter(group.values()))[0]["class_names"]
@@ -205,9 +230,12 @@ def plot(cells: dict, methods, fractions, path: str, names: dict) -> None:
     xs = [parse_fraction(f) for f in fractions]
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     for method in methods:
-        stats = [mean_spread([100 * c["miou_left"] for c in cells[method, f]]) for f in fractions]
+        done = [(x, f) for x, f in zip(xs, fractions) if cells.get((method, f))]
+        if not done:
+            continue
+        stats = [mean_spread([100 * c["miou_left"] for c in cells[method, f]]) for _, f in done]
         ax.errorbar(
-            xs,
+            [x for x, _ in done],
             [m for m, _ in stats],
             yerr=[s for _, s in stats],
             marker="o",
@@ -238,9 +266,7 @@ def main(argv):
     os.makedirs(FLAGS.out, exist_ok=True)
     # The cells of one method differ only in data and seeds, so each step compiles once per table.
     jax.config.update("jax_compilation_cache_dir", os.path.join(FLAGS.out, "compile_cache"))
-    data = datasets.load(
-        cell_config(module, FLAGS.rows[0], FLAGS.fractions[0], 0, extra_arg).data
-    )
+    data = None
     cells, start = {}, time.perf_counter()
     for i, (method, fraction, seed) in enumerate(grid):
         name = f"{method}__{fraction.replace('/', '-')}__seed{seed}"
@@ -251,8 +277,18 @@ def main(argv):
         )
         config = cell_config(module, method, fraction, seed, extra_arg)
         results_path = os.path.join(FLAGS.results, f"{name}.json") if FLAGS.results else ""
-        summary = run_cell(config, os.path.join(FLAGS.out, "cells", name), data, results_path)
+        workdir = os.path.join(FLAGS.out, "cells", name)
+        if FLAGS.report_only:
+            summary = finished_cell(config, workdir, results_path)
+            if summary is None:
+                print("    not finished: left out of the report", flush=True)
+                continue
+        else:
+            data = data or datasets.load(config.data)
+            summary = run_cell(config, workdir, data, results_path)
         cells.setdefault((method, fraction), []).append(summary)
+    if not cells:
+        raise app.UsageError("no finished cell to report")
     table = markdown_table(cells, FLAGS.rows, FLAGS.fractions, names)
     classes = per_class_table(cells, FLAGS.rows, FLAGS.fractions[0], names)
     classes = "\n\n".join(filter(None, [seed_table(cells, FLAGS.rows, FLAGS.fractions, names), classes]))
@@ -273,7 +309,7 @@ def main(argv):
         )
         for row in FLAGS.rows
     }
-    class_names = cells[FLAGS.rows[0], FLAGS.fractions[0]][0].get("class_names")
+    class_names = next(iter(cells.values()))[0].get("class_names")
     if class_names:
         plots.pseudo_shares_figure(first, class_names, os.path.join(FLAGS.out, "pseudo_shares.png"))
 

@@ -176,4 +176,12 @@ def test_ssl_table_trains_every_cell_once_and_resumes(tmp_path):
     cell.write_text(json.dumps(summary))
     again = table_rows(run_script(*args, env=env))
     assert source.stat().st_mtime_ns == source_written
+    # A table still running elsewhere: --report_only trains nothing and shows what is finished.
+    report = [a for a in args if not a.startswith(("--fractions", "--seeds"))]
+    partial = table_rows(
+        run_script(*report, "--fractions=1/4,1/2", "--seeds=0,1,2", "--report_only", env=env)
+    )
+    assert partial["Supervised baseline"][0].endswith("(2 of 3 seeds)")
+    assert partial["Supervised baseline"][1] == "–"
+    assert not (out / "cells" / "supervised__1-2__seed0").exists()
     assert again["Supervised baseline"] == [f"{(50 + b) / 2:.2f} ± {abs(50 - b) / 2:.2f}"]

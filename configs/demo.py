@@ -161,6 +161,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.fuse_pair = False
     config.remat = "none"
 
+    # A loss above it stops the run (as a non-finite one does); 0: 1e6 x the first step's loss.
+    config.max_loss = 0.0
+
     config.log_every = 50
     config.eval_every = 500
     config.checkpoint_every = 250

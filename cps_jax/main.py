@@ -19,7 +19,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from cps_jax import cli, datasets, distributed
+from cps_jax import cli, datasets, distributed, divergence
 from cps_jax.data.archives import DataError
 
 FLAGS = flags.FLAGS
@@ -213,11 +213,23 @@ def _parse_flags(argv):
         sys.exit(f"error: {error}")
 
 
+# Exit status of a wrong config or flag, as absl's usage errors; other errors a user can act on
+# (an input file, a diverged run) exit 1. Each is one line, without a traceback.
+USAGE_STATUS = 2
+
+
+def _fail(message, status: int):
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.exit(status)
+
+
 def _run(main):
     try:
         app.run(main, flags_parser=_parse_flags)
-    except (cli.ConfigError, DataError) as error:  # bad user input: the message, not a traceback
-        sys.exit(f"error: {error}")
+    except cli.ConfigError as error:
+        _fail(error, USAGE_STATUS)
+    except (DataError, divergence.Diverged) as error:
+        _fail(error, 1)
 
 
 def train_main():

@@ -10,7 +10,7 @@ import numpy as np
 
 from cps_jax import checkpointing, datasets, evaluate, input_pipeline, logging_utils, parallel
 from cps_jax import plots
-from cps_jax import distributed, pseudo_labels, visualize
+from cps_jax import distributed, divergence, pseudo_labels, visualize
 from cps_jax.optim import learning_rate_schedule, make_optimizer
 from cps_jax.state import create_train_state, net_graphdef
 from cps_jax.train_step import METHODS, make_train_step
@@ -53,12 +53,19 @@ class Trainer:
             ),
             out_shardings=replicated,
         )
+        self.max_loss = float(config.get("max_loss", 0.0))
+        step = make_train_step(self.graphdef, config, self.tx, self.lr_schedule)
         self.step_fn = distributed.CompiledTogether(
             jax.jit(
-                make_train_step(self.graphdef, config, self.tx, self.lr_schedule),
-                in_shardings=(replicated, parallel.batch_sharding(self.mesh), replicated),
-                out_shardings=(replicated, replicated),
-                donate_argnums=0,
+                divergence.guard(step, self.max_loss),
+                in_shardings=(
+                    replicated,
+                    replicated,
+                    parallel.batch_sharding(self.mesh),
+                    replicated,
+                ),
+                out_shardings=(replicated, replicated, replicated),
+                donate_argnums=(0, 1),
             ),
             "train step",
         )
@@ -99,6 +106,21 @@ class Trainer:
         distributed.print_main(f"Resuming from step {step} in {checkpoint_dir(self.workdir)}")
         return self.checkpointer.restore(step, self.abstract_state(), data_iterator)
 
+    def stop_if_diverged(self, health) -> None:
+        """Raises divergence.Diverged, naming the bad step and the last good checkpoint, if a
+        step since the start of this run was not sane; nothing of it was saved."""
+        bad = divergence.describe(health, self.max_loss)
+        if bad is None:
+            return
+        self.checkpointer.wait()  # an earlier save in flight is good: let it land
+        last, where = self.checkpointer.latest_step(), checkpoint_dir(self.workdir)
+        good = (
+            f"the last good checkpoint is step {last} in {where}"
+            if last is not None
+            else f"no checkpoint was saved in {where}"
+        )
+        raise divergence.Diverged(f"training diverged at {bad}; {good}; lower config.optim.lr")
+
     def evaluate(self, state, step: int, logger) -> dict:
         start = time.perf_counter()
         results, shown = self.evaluator.run(evaluate.nets_of(state))
@@ -135,6 +157,7 @@ class Trainer:
         progress = logging_utils.Progress(start_step, config.total_steps)
         base_rng = jax.random.key(config.seed + 1)
         results, metric_sum, metric_count, input_wait = None, None, 0, 0.0
+        health = jax.device_put(divergence.initial_health(), parallel.replicated(self.mesh))
         self.pseudo_summary = None
         for step in range(start_step, last):
             # Steps are dispatched asynchronously: this wait is what the pipeline adds to a step.
@@ -145,22 +168,23 @@ class Trainer:
             batch = parallel.global_batch(local, self.mesh)
             # Folding the step in makes a resumed run draw the same randomness as an uninterrupted one.
             rng = jax.random.key_data(jax.random.fold_in(base_rng, step))
-            state, metrics = self.step_fn(state, batch, rng)
+            state, health, metrics = self.step_fn(state, health, batch, rng)
             metric_sum = (
                 metrics if metric_sum is None else jax.tree.map(jnp.add, metric_sum, metrics)
             )
             metric_count += 1
             done = step + 1
-            if done % config.log_every == 0 or done == config.total_steps:
+            is_log = done % config.log_every == 0 or done == config.total_steps
+            is_eval = done % config.eval_every == 0 or done == config.total_steps
+            is_save = is_eval or done % config.checkpoint_every == 0 or done == last
+            if is_log or is_save:  # the device is waited for here anyway: no extra sync
+                self.stop_if_diverged(health)
+            if is_log:
                 summed = jax.device_get(metric_sum)
                 pseudo = summed.pop("pseudo", None)
                 mean = {k: float(v) / metric_count for k, v in summed.items()}
                 mean["lr"] = float(metrics["lr"])
                 mean["input_wait_ms"] = 1e3 * input_wait / metric_count
-                if not np.isfinite(mean["loss"]):
-                    raise FloatingPointError(
-                        f"loss is {mean['loss']} at step {done}; lower config.optim.lr"
-                    )
                 logger.write(done, {f"train/{k}": v for k, v in mean.items()})
                 if pseudo is not None:
                     self.pseudo_summary = pseudo_labels.summarize(pseudo, self.data.class_names)
@@ -168,13 +192,12 @@ class Trainer:
                 if jax.process_index() == 0:
                     print(progress.line(done, mean), flush=True)
                 metric_sum, metric_count, input_wait = None, 0, 0.0
-            is_eval = done % config.eval_every == 0 or done == config.total_steps
             if is_eval:
                 results = self.evaluate(state, done, logger)
                 if self.pseudo_summary is not None and jax.process_index() == 0:
                     line = pseudo_labels.console_line(self.pseudo_summary, self.data.class_names)
                     print(line, flush=True)
-            if is_eval or done % config.checkpoint_every == 0 or done == last:
+            if is_save:
                 best = {checkpointing.BEST_METRIC: results["left"]["miou"]} if is_eval else None
                 self.checkpointer.save(done, state, data_iterator, metrics=best)
         if results is None:  # nothing left to train: report the restored state

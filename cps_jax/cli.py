@@ -9,14 +9,12 @@ import jax
 
 from cps_jax import checkpointing, datasets, distributed, export, inference, parallel
 from cps_jax import predict as predict_lib
+from cps_jax.errors import ConfigError
 from cps_jax.evaluate import Evaluator, nets_of
 from cps_jax.optim import make_optimizer
 from cps_jax.state import create_train_state, net_graphdef
 from cps_jax.trainer import Trainer, checkpoint_dir, write_results
-
-
-class ConfigError(ValueError):
-    """A config, flag or input file that is wrong in a way the user can fix."""
+from cps_jax.workdir_lock import WorkdirLock
 
 
 def _banner(workdir: str) -> None:
@@ -28,8 +26,14 @@ def _banner(workdir: str) -> None:
 
 def train(config, workdir: str) -> dict:
     start = time.perf_counter()
-    _banner(workdir)
-    results = Trainer(config, workdir).train()
+    # Before any work: a second run on this workdir would mix its checkpoints with this one's.
+    lock = distributed.on_main_process(lambda: WorkdirLock(workdir).acquire(), "workdir lock")
+    try:
+        _banner(workdir)
+        results = Trainer(config, workdir).train()
+    finally:
+        if lock is not None:
+            lock.release()
     distributed.print_main(f"Done in {time.perf_counter() - start:.0f}s.")
     return results
 

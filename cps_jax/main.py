@@ -14,8 +14,10 @@ needed; elsewhere add --coordinator_address HOST:PORT --num_processes N --proces
 (or set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID).
 """
 
+import difflib
 import sys
 
+import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -49,7 +51,7 @@ flags.DEFINE_string(
     "val_fraction",
     None,
     "cps-prepare image_folder: share of images/ held out for validation when there is no val/ "
-    "(default 1/10).",
+    f"(default {datasets.IMAGE_FOLDER_DEFAULTS['val_fraction']}).",
 )
 _PREPARE_FLAGS = ("data_dir", "manual_dir", "folder", "val_fraction")
 flags.DEFINE_enum(
@@ -206,11 +208,46 @@ def _parse_flags(argv):
             logging.set_verbosity(logging.WARNING)
         return remaining
     except (AttributeError, KeyError) as error:
-        field = next((a.split("=")[0] for a in argv if a.startswith("--config.")), "--config.*")
-        message = " ".join(str(error).replace("\\n", "\n").replace("\\'", "").split())
-        sys.exit(f"error: unknown config field in {field}: {message}")
+        _fail(_unknown_config_field(argv, error), USAGE_STATUS)
     except flags.Error as error:
-        sys.exit(f"error: {error}")
+        _fail(error, USAGE_STATUS)
+
+
+def _config_file_of(argv):
+    """The config that --config in `argv` names, without its overrides (None if it cannot load)."""
+    for i, arg in enumerate(argv):
+        if arg.startswith("--config="):
+            spec = arg[len("--config=") :]
+        elif arg == "--config" and i + 1 < len(argv):
+            spec = argv[i + 1]
+        else:
+            continue
+        try:
+            return FLAGS["config"].parser.parse(spec)
+        except Exception:  # the override error is the one to report, not this one
+            return None
+    return None
+
+
+def _unknown_config_field(argv, error) -> str:
+    """Which --config.<path> flag names a field the config does not have, and what it has."""
+    config = _config_file_of(argv)
+    for arg in argv:
+        if not arg.startswith("--config."):
+            continue
+        flag = arg.split("=")[0]
+        node, parent = config, "config"
+        for key in flag[len("--config.") :].split("."):
+            if not isinstance(node, ml_collections.ConfigDict):
+                return f"{flag}: {parent} is {node!r}, not a section with fields"
+            if key not in node:
+                fields = sorted(node.keys())
+                close = difflib.get_close_matches(key, fields, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else f"its fields: {', '.join(fields)}"
+                return f"{flag}: {parent} has no field {key!r} ({hint})"
+            node, parent = node[key], f"{parent}.{key}"
+    message = " ".join(str(error).replace("\\n", "\n").replace("\\'", "").split())
+    return f"unknown config field: {message}"
 
 
 # Exit status of a wrong config or flag, as absl's usage errors; other errors a user can act on

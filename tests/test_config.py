@@ -33,7 +33,7 @@ def _flags(*args):
     """Parses command-line flags exactly as the console scripts do, and prints the resolved config."""
     code = (
         "import sys; from absl import flags; from cps_jax import main; "
-        "flags.FLAGS(sys.argv); print(flags.FLAGS.config.optim.lr, flags.FLAGS.config.model.width, "
+        "main._parse_flags(sys.argv); print(flags.FLAGS.config.optim.lr, flags.FLAGS.config.model.width, "
         "flags.FLAGS.config.data.crop_size)"
     )
     return subprocess.run(
@@ -55,6 +55,41 @@ def test_overrides_reach_the_config():
 def test_unknown_field_is_named_in_the_error():
     out = _flags("--config=configs/demo.py", "--config.optim.lrr=0.5")
     assert out.returncode != 0 and "lrr" in out.stderr
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (
+            ["--config.total_steps=20", "--config.data.foldr=x"],
+            "error: --config.data.foldr: config.data has no field 'foldr' (did you mean 'folder'?)",
+        ),
+        (["--config.optim.lr=0.1", "--config.zz=1"], "error: --config.zz: config has no field 'zz'"),
+        (
+            ["--config.model.width.x=1"],
+            "error: --config.model.width.x: config.model.width is 16, not a section with fields",
+        ),
+    ],
+)
+def test_the_flag_naming_an_unknown_field_is_the_one_blamed(flags, expected):
+    out = _flags("--config=configs/demo.py", *flags)
+    assert out.returncode == 2 and out.stderr.startswith(expected), out.stderr
+
+
+def test_a_users_folder_is_declared_in_the_config_and_set_by_flags():
+    out = _flags(
+        "--config=configs/demo.py",
+        "--config.data.name=image_folder",
+        "--config.data.folder=my_data",
+        "--config.data.val_fraction=1/5",
+        "--config.data.val_seed=3",
+    )
+    assert out.returncode == 0, out.stderr
+    config = demo.get_config()
+    assert (config.data.folder, config.data.val_fraction, config.data.val_seed) == ("", "1/10", 0)
+    module = config_files.load(os.path.join(ROOT, "configs", "folder.py"))
+    mine = module.get_config("path=my_data,runlocal")
+    assert (mine.data.name, mine.data.folder, mine.model.width) == ("image_folder", "my_data", 8)
 
 
 def test_wrong_type_is_named_in_the_error():
@@ -86,6 +121,7 @@ CONFIG_VARIANTS = [
     ("voc.py", "split=1/16,backbone=r50,cutmix=True"),
     ("cityscapes.py", "split=1/8,backbone=r101,cutmix=False"),
     ("cityscapes.py", "split=1/4,cutmix=True"),
+    ("folder.py", "path=my_data,split=1/4"),
 ]
 
 

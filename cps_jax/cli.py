@@ -53,13 +53,23 @@ def abstract_nets(config, num_classes: int, sharding):
 
 
 def restore_nets(config, workdir: str, num_classes: int, mesh, step="latest"):
-    """(step, nets): the nets' params and BN statistics only, never the optimizer state."""
+    """(step, nets): the nets' params and BN statistics only, never the optimizer state. For
+    'latest', a checkpoint that cannot be read gives way to the one before, with a warning."""
     checkpointer = checkpointing.Checkpointer(checkpoint_dir(workdir), read_only=True)
-    step = checkpointer.resolve_step(step)
-    nets = checkpointer.restore_subtree(
-        step, abstract_nets(config, num_classes, parallel.replicated(mesh))
+    resolved = checkpointer.resolve_step(step)
+    older = [s for s in sorted(checkpointer.all_steps(), reverse=True) if s < resolved]
+    abstract = abstract_nets(config, num_classes, parallel.replicated(mesh))
+    found, nets, failures = checkpointing.restore_newest(
+        [resolved] + (older if step == "latest" else []),
+        lambda s: checkpointing.check_finite(checkpointer.restore_subtree(s, abstract)),
+        checkpointer.directory,
     )
-    return step, nets
+    for bad, reason in failures:
+        checkpointing.warn(
+            f"checkpoint step {bad} in {checkpointer.directory} cannot be read ({reason}); "
+            f"using step {found}"
+        )
+    return found, nets
 
 
 def evaluate_checkpoint(config, workdir: str, *, step="latest", split: str = "validation"):
@@ -75,12 +85,12 @@ def _evaluate_steps(config, workdir: str, which: list, split: str):
     evaluator = Evaluator.from_config(
         config, net_graphdef(config.model, data.num_classes), data, mesh, split=split
     )
-    checkpointer = checkpointing.Checkpointer(checkpoint_dir(workdir), read_only=True)
-    steps, done = [checkpointer.resolve_step(w) for w in which], {}
-    for step in steps:
+    steps, done = [], {}
+    for w in which:
+        step, nets = restore_nets(config, workdir, data.num_classes, mesh, w)
         if step not in done:  # best and latest are often the same checkpoint
-            _, nets = restore_nets(config, workdir, data.num_classes, mesh, step)
             done[step] = evaluator.run(nets)[0]
+        steps.append(step)
     return (steps, [done[s] for s in steps]), data
 
 

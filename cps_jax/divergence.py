@@ -15,10 +15,12 @@ import math
 import jax
 import jax.numpy as jnp
 
+from cps_jax.errors import RunError
+
 MAX_LOSS_FACTOR = 1e6
 
 
-class Diverged(RuntimeError):
+class Diverged(RunError):
     """The run's loss or gradients went non-finite or blew up; the message says where."""
 
 

@@ -14,15 +14,18 @@ needed; elsewhere add --coordinator_address HOST:PORT --num_processes N --proces
 (or set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID).
 """
 
+import atexit
 import difflib
+import os
 import sys
 
 import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from cps_jax import cli, datasets, distributed, divergence
+from cps_jax import cli, console, datasets, distributed
 from cps_jax.data.archives import DataError
+from cps_jax.errors import RunError
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -200,12 +203,14 @@ def _parse_flags(argv):
     """absl's parser, with unknown config fields reported as a usage error instead of a traceback.
 
     The libraries' INFO logs (checkpointing, data sets, backends: a hundred lines per run) would
-    bury the progress lines, so warnings and errors only unless --verbosity is given (0: INFO).
+    bury the progress lines, so warnings and errors only unless --verbosity is given (0: INFO);
+    and their warnings that no user can act on are dropped (cps_jax/console.py).
     """
     try:
         remaining = FLAGS(argv)
         if not FLAGS["verbosity"].present:
             logging.set_verbosity(logging.WARNING)
+        console.install()
         return remaining
     except (AttributeError, KeyError) as error:
         _fail(_unknown_config_field(argv, error), USAGE_STATUS)
@@ -257,7 +262,12 @@ USAGE_STATUS = 2
 
 def _fail(message, status: int):
     print(f"error: {message}", file=sys.stderr, flush=True)
-    sys.exit(status)
+    # Out at once after the exit handlers, past the interpreter's teardown: reads that a failed
+    # checkpoint restore abandoned may still end there, each printing a traceback.
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def _run(main):
@@ -265,7 +275,7 @@ def _run(main):
         app.run(main, flags_parser=_parse_flags)
     except cli.ConfigError as error:
         _fail(error, USAGE_STATUS)
-    except (DataError, divergence.Diverged) as error:
+    except (DataError, RunError) as error:
         _fail(error, 1)
 
 

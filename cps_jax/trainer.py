@@ -99,12 +99,14 @@ class Trainer:
         )
 
     def restore_or_init(self, data_iterator):
-        """The latest checkpoint (state and, in place, the data iterator) if any, else a fresh state."""
-        step = self.checkpointer.latest_step()
-        if step is None:
+        """The latest checkpoint that can be read (state and, in place, the data iterator) if
+        any, else a fresh state."""
+        restored = self.checkpointer.restore_latest(self.abstract_state(), data_iterator)
+        if restored is None:
             return self.initial_state()
+        step, state = restored
         distributed.print_main(f"Resuming from step {step} in {checkpoint_dir(self.workdir)}")
-        return self.checkpointer.restore(step, self.abstract_state(), data_iterator)
+        return state
 
     def stop_if_diverged(self, health) -> None:
         """Raises divergence.Diverged, naming the bad step and the last good checkpoint, if a

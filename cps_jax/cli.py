@@ -7,7 +7,8 @@ import time
 
 import jax
 
-from cps_jax import checkpointing, datasets, distributed, export, inference, parallel
+from cps_jax import checkpointing, config_checks, datasets, distributed, export, inference
+from cps_jax import parallel
 from cps_jax import predict as predict_lib
 from cps_jax.errors import ConfigError
 from cps_jax.evaluate import Evaluator, nets_of
@@ -26,6 +27,8 @@ def _banner(workdir: str) -> None:
 
 def train(config, workdir: str) -> dict:
     start = time.perf_counter()
+    config_checks.check_config(config)
+    config_checks.check_workdir(workdir)
     # Before any work: a second run on this workdir would mix its checkpoints with this one's.
     lock = distributed.on_main_process(lambda: WorkdirLock(workdir).acquire(), "workdir lock")
     try:
@@ -108,8 +111,10 @@ def parse_steps(spec: str) -> list[str]:
 
 def evaluate(config, workdir: str, *, step="latest", split: str = "validation") -> dict:
     """cps-eval: {which: (step, results)} for each of `step` ('best,latest' evaluates both)."""
-    _banner(workdir)
     which = parse_steps(step)
+    config_checks.check_config(config)
+    config_checks.check_workdir(workdir, exist=True)
+    _banner(workdir)
     try:
         (steps, results), data = _evaluate_steps(config, workdir, which, split)
     except FileNotFoundError as error:

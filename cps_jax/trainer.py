@@ -8,25 +8,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cps_jax import checkpointing, datasets, evaluate, input_pipeline, logging_utils, parallel
+from cps_jax import checkpointing, config_checks, datasets, evaluate, input_pipeline
+from cps_jax import logging_utils, parallel
 from cps_jax import plots
 from cps_jax import distributed, divergence, pseudo_labels, visualize
 from cps_jax.optim import learning_rate_schedule, make_optimizer
 from cps_jax.state import create_train_state, net_graphdef
-from cps_jax.train_step import METHODS, make_train_step
+from cps_jax.train_step import make_train_step
 
 
 def validate_config(config, mesh) -> None:
-    if config.method not in METHODS:
-        raise ValueError(f"config.method: {config.method!r} is not one of {METHODS}")
+    config_checks.check_config(config)
     for name in ("batch_size_labeled", "batch_size_unlabeled"):
         parallel.check_divisible(config[name], mesh, name)
-    if config.eval_every % config.checkpoint_every:
-        raise ValueError(
-            f"config.eval_every={config.eval_every} must be a multiple of "
-            f"config.checkpoint_every={config.checkpoint_every}, so the best checkpoint "
-            "carries its mIoU"
-        )
 
 
 def checkpoint_dir(workdir: str) -> str:

@@ -86,9 +86,8 @@ def test_a_diverging_resume_saves_nothing_and_names_the_last_good_checkpoint(tmp
     assert out.returncode == 0, out.stderr[-3000:]
     best = json.load(open(os.path.join(workdir, "results.json")))["best"]
     # The loss is logged only at the end: the step checks it every step all the same.
-    out = cli_runs.train(
-        workdir, *good[1:], "--config.total_steps=40", "--config.log_every=40", "--config.optim.lr=1e12"
-    )
+    bad = ["--config.total_steps=40", "--config.log_every=40", "--config.optim.lr=1e12"]
+    out = cli_runs.train(workdir, *good[1:], *bad)
     assert out.returncode == 1, out.stderr[-3000:]
     last = out.stderr.strip().splitlines()[-1]
     assert re.fullmatch(

@@ -174,7 +174,8 @@ class DeepLabV3Plus(nnx.Module):
 
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-_BACKBONES = {f"resnet{d}": d for d in BLOCKS}
+BACKBONES = {f"resnet{d}": d for d in BLOCKS}  # config.model.backbone -> ResNet depth
+OUTPUT_STRIDES = (8, 16, 32)
 
 
 def build_model(model_config, num_classes: int, rngs: nnx.Rngs) -> DeepLabV3Plus:
@@ -203,9 +204,9 @@ def build_model(model_config, num_classes: int, rngs: nnx.Rngs) -> DeepLabV3Plus
             raise ValueError(f"model.{field} must be a positive int, got {value!r}")
         return value
 
-    depth = _BACKBONES[choice("backbone", _BACKBONES)]
+    depth = BACKBONES[choice("backbone", BACKBONES)]
     stem = choice("stem", ("deep", "torchvision"))
-    output_stride = choice("output_stride", (8, 16, 32))
+    output_stride = choice("output_stride", OUTPUT_STRIDES)
     dtype = _DTYPES[choice("dtype", _DTYPES)]
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes <= 0:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")

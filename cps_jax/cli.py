@@ -8,7 +8,7 @@ import time
 import jax
 
 from cps_jax import checkpointing, config_checks, datasets, distributed, export, inference
-from cps_jax import parallel
+from cps_jax import parallel, run_config
 from cps_jax import predict as predict_lib
 from cps_jax.errors import ConfigError
 from cps_jax.evaluate import Evaluator, nets_of
@@ -32,6 +32,7 @@ def train(config, workdir: str) -> dict:
     # Before any work: a second run on this workdir would mix its checkpoints with this one's.
     lock = distributed.on_main_process(lambda: WorkdirLock(workdir).acquire(), "workdir lock")
     try:
+        run_config.check_resume(config, workdir, checkpoint_dir(workdir))
         _banner(workdir)
         results = Trainer(config, workdir).train()
     finally:
@@ -110,10 +111,12 @@ def parse_steps(spec: str) -> list[str]:
 
 
 def evaluate(config, workdir: str, *, step="latest", split: str = "validation") -> dict:
-    """cps-eval: {which: (step, results)} for each of `step` ('best,latest' evaluates both)."""
+    """cps-eval: {which: (step, results)} for each of `step` ('best,latest' evaluates both);
+    `config` None: the run's own (W/config.json)."""
     which = parse_steps(step)
-    config_checks.check_config(config)
     config_checks.check_workdir(workdir, exist=True)
+    config = run_config.resolve(config, workdir)
+    config_checks.check_config(config)
     _banner(workdir)
     try:
         (steps, results), data = _evaluate_steps(config, workdir, which, split)
@@ -135,7 +138,10 @@ def evaluate(config, workdir: str, *, step="latest", split: str = "validation") 
 
 
 def export_model(config, workdir: str, *, step="best", net: str = "left", output: str) -> str:
-    """cps-export: one checkpoint's net(s) as a single model file (cps_jax.export)."""
+    """cps-export: one checkpoint's net(s) as a single model file (cps_jax.export); `config`
+    None: the run's own (W/config.json)."""
+    config_checks.check_workdir(workdir, write=False, exist=True)
+    config = run_config.resolve(config, workdir)
     _banner(workdir)
     try:
         class_names, palette, label_ids = export.class_table(config.data)
@@ -150,13 +156,16 @@ def export_model(config, workdir: str, *, step="best", net: str = "left", output
 
 
 def load_model(*, model_file=None, config=None, workdir=None, step="latest", net="left"):
-    """The model `cps-predict` runs: a model file, or a checkpoint in a workdir with its config."""
+    """The model `cps-predict` runs: a model file, or a checkpoint in a workdir with its config
+    (the run's own unless `config` is given)."""
     try:
         if model_file:
             model = export.load(model_file)
             return dataclasses.replace(model, nets=export.select_nets(model.nets, net, model_file))
-        if config is None or workdir is None:
-            raise ValueError("give --model FILE, or --config and --workdir")
+        if workdir is None:
+            raise ValueError("give --model FILE, or --workdir (and optionally --config)")
+        config_checks.check_workdir(workdir, write=False, exist=True)
+        config = run_config.resolve(config, workdir)
         class_names, palette, label_ids = export.class_table(config.data)
         step, nets = restore_nets(config, workdir, len(class_names), parallel.make_mesh(), step)
         nets = export.select_nets(nets, net, f"the checkpoint at step {step}")

@@ -1,13 +1,16 @@
 """Command-line entry points: cps-train, cps-eval, cps-prepare.
 
 cps-train --config configs/demo.py --workdir runs/demo [--config.total_steps=200 ...]
-cps-eval  --config configs/demo.py --workdir runs/demo [--step latest|best|N|best,latest]
+cps-eval  --workdir runs/demo [--step latest|best|N|best,latest] [--config configs/demo.py ...]
 cps-prepare --config configs/demo.py
 cps-prepare cityscapes|voc_aug --manual_dir DOWNLOADS [--data_dir DATA]
 cps-prepare image_folder --folder MY_DATA [--val_fraction 1/10] [--data_dir DATA]
-cps-export --config configs/demo.py --workdir runs/demo --step best --net left --output model.cpsj
+cps-export --workdir runs/demo --step best --net left --output model.cpsj
 cps-predict --model model.cpsj --input photos/ --output predictions/ [--mode sliding --flip]
-cps-predict --config configs/demo.py --workdir runs/demo --step best --input 'a/*.jpg' --output out
+cps-predict --workdir runs/demo --step best --input 'a/*.jpg' --output out
+
+cps-eval, cps-export and cps-predict --workdir use the config the run was trained with
+(W/config.json); a --config given instead must agree with it on the nets' fields.
 
 Multi-host, one process per host: on Cloud TPU pod slices, SLURM and Open MPI nothing more is
 needed; elsewhere add --coordinator_address HOST:PORT --num_processes N --process_id I on each host
@@ -116,14 +119,14 @@ def _train(argv):
 
 def _eval(argv):
     del argv
-    _require("config", "workdir")
+    _require("workdir")
     _init_distributed()
     cli.evaluate(FLAGS.config, FLAGS.workdir, step=FLAGS.step, split=FLAGS.split)
 
 
 def _export(argv):
     del argv
-    _require("config", "workdir", "output")
+    _require("workdir", "output")
     cli.export_model(
         FLAGS.config, FLAGS.workdir, step=FLAGS.step, net=FLAGS.net, output=FLAGS.output
     )
@@ -248,7 +251,9 @@ def _unknown_config_field(argv, error) -> str:
             if key not in node:
                 fields = sorted(node.keys())
                 close = difflib.get_close_matches(key, fields, n=1)
-                hint = f"did you mean {close[0]!r}?" if close else f"its fields: {', '.join(fields)}"
+                hint = f"its fields: {', '.join(fields)}"
+                if close:
+                    hint = f"did you mean {close[0]!r}?"
                 return f"{flag}: {parent} has no field {key!r} ({hint})"
             node, parent = node[key], f"{parent}.{key}"
     message = " ".join(str(error).replace("\\n", "\n").replace("\\'", "").split())

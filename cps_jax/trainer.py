@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cps_jax import checkpointing, config_checks, datasets, evaluate, input_pipeline
-from cps_jax import logging_utils, parallel
+from cps_jax import logging_utils, parallel, run_config
 from cps_jax import plots
 from cps_jax import distributed, divergence, pseudo_labels, visualize
 from cps_jax.optim import learning_rate_schedule, make_optimizer
@@ -146,6 +146,8 @@ class Trainer:
         """Trains (or resumes) to config.total_steps; `until` stops early, as a preemption would."""
         config = self.config
         last = config.total_steps if until is None else min(until, config.total_steps)
+        if jax.process_index() == 0:  # cps-eval, cps-export and cps-predict read it
+            run_config.save(config, self.workdir)
         data_iterator = self.data_iterator()
         state = self.restore_or_init(data_iterator)
         start_step = int(jax.device_get(state.step))

@@ -63,3 +63,72 @@ def test_a_run_killed_with_sigkill_leaves_a_stale_lock_that_the_next_run_takes_o
     assert f"Taking over the stale lock of cps-train pid {proc.pid}" in out.stdout
     assert re.search(r"Resuming from step [24] ", out.stdout), out.stdout
     assert not os.path.exists(os.path.join(workdir, LOCK_FILE))
+
+
+# ------------------------------------------------------------------------ the run's own config
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A run of the tiny config, trained by the trainer: its workdir and config."""
+    from configs import demo
+    from cps_jax.trainer import Trainer
+
+    config = demo.get_config("runlocal")
+    config.data.data_dir = str(tmp_path_factory.mktemp("data"))
+    workdir = str(tmp_path_factory.mktemp("run"))
+    Trainer(config, workdir).train()
+    return workdir, config
+
+
+def test_the_run_keeps_its_config_and_the_commands_use_it_by_default(trained, tmp_path):
+    from cps_jax import cli, export, run_config
+
+    workdir, config = trained
+    saved = run_config.load(workdir)
+    assert saved.model.width == config.model.width and saved.data.name == config.data.name
+    by_default = cli.evaluate(None, workdir)["latest"]
+    given = cli.evaluate(config, workdir)["latest"]
+    assert by_default[0] == given[0] == config.total_steps
+    assert by_default[1]["left"]["miou"] == pytest.approx(given[1]["left"]["miou"])
+    model = export.load(cli.export_model(None, workdir, output=str(tmp_path / "m.cpsj")))
+    assert model.config.model.width == config.model.width
+    assert cli.load_model(workdir=workdir).step == config.total_steps
+
+
+def test_a_config_that_differs_on_the_nets_fields_is_named(trained):
+    from cps_jax import cli, run_config
+    from cps_jax.trainer import checkpoint_dir
+
+    workdir, config = trained
+    wider = config.copy_and_resolve_references()
+    wider.model.width = 16
+    expected = (
+        f"config.model.width is 16, but the run in {workdir} was trained with 8 "
+        rf"\({os.path.join(workdir, 'config.json')}\); leave --config out to use the run's own"
+    )
+    with pytest.raises(ConfigError, match=expected):
+        cli.evaluate(wider, workdir)
+    with pytest.raises(ConfigError, match="config.model.width is 16"):
+        cli.load_model(config=wider, workdir=workdir)
+    other = config.copy_and_resolve_references()
+    other.optim.name = "adamw"
+    with pytest.raises(ConfigError, match="config.optim.name is 'adamw'.*another --workdir"):
+        run_config.check_resume(other, workdir, checkpoint_dir(workdir))
+    # What may change on resuming or evaluating: the lr, the evaluation mode, the execution.
+    other = config.copy_and_resolve_references()
+    other.optim.lr, other.eval.mode, other.model.conv_impl = 0.5, "sliding", "xla"
+    run_config.check_resume(other, workdir, checkpoint_dir(workdir))
+    run_config.check_matches(other, run_config.load(workdir), workdir)
+
+
+@pytest.mark.slow
+def test_cps_eval_without_a_config_uses_the_runs_and_names_a_wrong_field(trained):
+    workdir, config = trained
+    data = f"--config.data.data_dir={config.data.data_dir}"
+    out = cli_runs.run("eval", f"--workdir={workdir}")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"Results at step {config.total_steps}" in out.stdout
+    wider = [f"--config={cli_runs.CONFIG}", data, "--config.model.width=16"]
+    out = cli_runs.run("eval", f"--workdir={workdir}", *wider)
+    assert out.returncode == 2
+    [line] = out.stderr.strip().splitlines()
+    assert line.startswith("error: config.model.width is 16, but the run in"), line

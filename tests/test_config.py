@@ -268,3 +268,23 @@ def test_cps_train_with_a_wrong_value_exits_2_with_one_line(tmp_path):
         "error: config.batch_size_labeled: expected a positive integer, got 0"
     ]
     assert not os.path.exists(tmp_path / "run")  # no lock, no data, nothing compiled
+
+
+def test_the_libraries_noise_is_dropped_and_the_users_messages_kept():
+    """Warnings no user can act on (console.NOISE) are dropped; everything else shows."""
+    code = (
+        "from absl import logging; from cps_jax import main, console\n"
+        "def run(argv):\n"
+        "    for noise in console.NOISE:\n"
+        "        logging.warning(noise + ' (details)')\n"
+        "    logging.warning('the user: OpenCV is missing from my own list')\n"
+        "    logging.error('a real error of the checkpoint library')\n"
+        "main._run(run)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, "prog"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 2, out.stderr
+    assert "the user: OpenCV is missing" in lines[0] and "a real error" in lines[1]

@@ -84,6 +84,8 @@ def test_a_diverging_resume_saves_nothing_and_names_the_last_good_checkpoint(tmp
     good = ["--config.total_steps=10", "--config.checkpoint_every=5", "--config.eval_every=10"]
     out = cli_runs.train(workdir, *good)
     assert out.returncode == 0, out.stderr[-3000:]
+    for noise in ("OpenCV", "tracked_metric", "custom data configuration"):  # console.NOISE
+        assert noise not in out.stderr, out.stderr
     best = json.load(open(os.path.join(workdir, "results.json")))["best"]
     # The loss is logged only at the end: the step checks it every step all the same.
     bad = ["--config.total_steps=40", "--config.log_every=40", "--config.optim.lr=1e12"]

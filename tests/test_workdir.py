@@ -127,6 +127,8 @@ def test_cps_eval_without_a_config_uses_the_runs_and_names_a_wrong_field(trained
     out = cli_runs.run("eval", f"--workdir={workdir}")
     assert out.returncode == 0, out.stderr[-3000:]
     assert f"Results at step {config.total_steps}" in out.stdout
+    for noise in ("OpenCV", "read only", "read_only", "custom data configuration"):
+        assert noise not in out.stderr, out.stderr
     wider = [f"--config={cli_runs.CONFIG}", data, "--config.model.width=16"]
     out = cli_runs.run("eval", f"--workdir={workdir}", *wider)
     assert out.returncode == 2

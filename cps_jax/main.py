@@ -26,7 +26,7 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from cps_jax import cli, console, datasets, distributed
+from cps_jax import cli, console, datasets, distributed, interrupts
 from cps_jax.data.archives import DataError
 from cps_jax.errors import RunError
 
@@ -265,8 +265,8 @@ def _unknown_config_field(argv, error) -> str:
 USAGE_STATUS = 2
 
 
-def _fail(message, status: int):
-    print(f"error: {message}", file=sys.stderr, flush=True)
+def _fail(message, status: int, prefix: str = "error: "):
+    print(f"{prefix}{message}", file=sys.stderr, flush=True)
     # Out at once after the exit handlers, past the interpreter's teardown: reads that a failed
     # checkpoint restore abandoned may still end there, each printing a traceback.
     atexit._run_exitfuncs()
@@ -280,8 +280,12 @@ def _run(main):
         app.run(main, flags_parser=_parse_flags)
     except cli.ConfigError as error:
         _fail(error, USAGE_STATUS)
+    except interrupts.Stopped as stopped:  # on request: not an error
+        _fail(stopped, stopped.exit_status, prefix="")
     except (DataError, RunError) as error:
         _fail(error, 1)
+    except KeyboardInterrupt:  # before the trainer's loop, which says where it stopped
+        _fail("interrupted", interrupts.SIGINT_STATUS, prefix="")
 
 
 def train_main():

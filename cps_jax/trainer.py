@@ -11,7 +11,7 @@ import numpy as np
 from cps_jax import checkpointing, config_checks, datasets, evaluate, input_pipeline
 from cps_jax import logging_utils, parallel, run_config
 from cps_jax import plots
-from cps_jax import distributed, divergence, pseudo_labels, visualize
+from cps_jax import distributed, divergence, interrupts, pseudo_labels, visualize
 from cps_jax.optim import learning_rate_schedule, make_optimizer
 from cps_jax.state import create_train_state, net_graphdef
 from cps_jax.train_step import make_train_step
@@ -143,15 +143,68 @@ class Trainer:
         return results
 
     def train(self, until: int | None = None) -> dict:
-        """Trains (or resumes) to config.total_steps; `until` stops early, as a preemption would."""
+        """Trains (or resumes) to config.total_steps; `until` stops early, as a preemption would.
+
+        SIGTERM stops the run after the step in hand, saved; Ctrl-C or an error first lets a
+        save in flight land. Either way interrupts.Stopped says where (cps_jax/interrupts.py).
+        """
+        if jax.process_index() == 0:  # cps-eval, cps-export and cps-predict read it
+            run_config.save(self.config, self.workdir)
+        logger = logging_utils.MetricLogger(self.workdir)
+        self._done = None  # the last step trained, for the message of an interruption
+        try:
+            with interrupts.StopOnSigterm() as stop:
+                state, results = self._train(until, logger, stop)
+        except KeyboardInterrupt:
+            self._finish_saves()
+            raise interrupts.Stopped(self._interrupted(), interrupts.SIGINT_STATUS) from None
+        except BaseException:
+            self._finish_saves()
+            raise
+        finally:
+            logger.close()
+        if jax.process_index() == 0:
+            step = int(jax.device_get(state.step))
+            best = evaluate.best_checkpoint(self.checkpointer)
+            write_results(
+                self.workdir,
+                self.data.class_names,
+                results,
+                step=step,
+                best=best,
+                pseudo=self.pseudo_summary,
+            )
+            plots.pseudo_shares_from_log(self.workdir, self.data.class_names)
+            print(evaluate.best_and_last_line(best, step, results), flush=True)
+        self.state = state
+        return results
+
+    def _finish_saves(self) -> None:
+        """Waits for a save in flight: abandoned, it would leave pages of tracebacks, not a
+        checkpoint. Its own failure is a warning: the error that stopped the run comes first."""
+        try:
+            self.checkpointer.wait()
+        except Exception as error:
+            checkpointing.warn(
+                f"the checkpoint being written was lost: {checkpointing.failure_reason(error)}"
+            )
+
+    def _interrupted(self) -> str:
+        last, where = self.checkpointer.latest_step(), checkpoint_dir(self.workdir)
+        at = f"at step {self._done}" if self._done is not None else "before the first step"
+        saved = f"step {last} in {where}" if last is not None else f"none in {where}"
+        return (
+            f"interrupted {at}; the last complete checkpoint is {saved}; "
+            "run the same command to resume"
+        )
+
+    def _train(self, until, logger, stop):
+        """(final state, last evaluation results) of the loop."""
         config = self.config
         last = config.total_steps if until is None else min(until, config.total_steps)
-        if jax.process_index() == 0:  # cps-eval, cps-export and cps-predict read it
-            run_config.save(config, self.workdir)
         data_iterator = self.data_iterator()
         state = self.restore_or_init(data_iterator)
         start_step = int(jax.device_get(state.step))
-        logger = logging_utils.MetricLogger(self.workdir)
         progress = logging_utils.Progress(start_step, config.total_steps)
         base_rng = jax.random.key(config.seed + 1)
         results, metric_sum, metric_count, input_wait = None, None, 0, 0.0
@@ -171,11 +224,12 @@ class Trainer:
                 metrics if metric_sum is None else jax.tree.map(jnp.add, metric_sum, metrics)
             )
             metric_count += 1
-            done = step + 1
+            done = self._done = step + 1
             is_log = done % config.log_every == 0 or done == config.total_steps
             is_eval = done % config.eval_every == 0 or done == config.total_steps
             is_save = is_eval or done % config.checkpoint_every == 0 or done == last
-            if is_log or is_save:  # the device is waited for here anyway: no extra sync
+            stopping = stop.requested(done)
+            if is_log or is_save or stopping:  # the device is waited for here anyway
                 self.stop_if_diverged(health)
             if is_log:
                 summed = jax.device_get(metric_sum)
@@ -195,28 +249,20 @@ class Trainer:
                 if self.pseudo_summary is not None and jax.process_index() == 0:
                     line = pseudo_labels.console_line(self.pseudo_summary, self.data.class_names)
                     print(line, flush=True)
-            if is_save:
+            if is_save or stopping:
                 best = {checkpointing.BEST_METRIC: results["left"]["miou"]} if is_eval else None
                 self.checkpointer.save(done, state, data_iterator, metrics=best)
+            if stopping:
+                self.checkpointer.wait()
+                raise interrupts.Stopped(
+                    f"stopped by SIGTERM at step {done}: saved checkpoint step {done} in "
+                    f"{checkpoint_dir(self.workdir)}; run the same command to resume",
+                    interrupts.SIGTERM_STATUS,
+                )
         if results is None:  # nothing left to train: report the restored state
             results = self.evaluate(state, start_step, logger)
         self.checkpointer.wait()
-        logger.close()
-        if jax.process_index() == 0:
-            step = int(jax.device_get(state.step))
-            best = evaluate.best_checkpoint(self.checkpointer)
-            write_results(
-                self.workdir,
-                self.data.class_names,
-                results,
-                step=step,
-                best=best,
-                pseudo=self.pseudo_summary,
-            )
-            plots.pseudo_shares_from_log(self.workdir, self.data.class_names)
-            print(evaluate.best_and_last_line(best, step, results), flush=True)
-        self.state = state
-        return results
+        return state, results
 
 
 def write_results(

@@ -35,7 +35,9 @@ def env(**extra) -> dict:
 
 
 def command(entry: str, *args) -> list:
-    return [sys.executable, "-c", f"{ENTRY[entry]}; m()", *args]
+    # Ctrl-C raises KeyboardInterrupt, as in a shell, even where the test runner ignores SIGINT.
+    sigint = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)"
+    return [sys.executable, "-c", f"{sigint}; {ENTRY[entry]}; m()", *args]
 
 
 def run(entry: str, *args, timeout: float = 600, **extra_env) -> subprocess.CompletedProcess:

@@ -2,7 +2,9 @@
 cps-eval fall back to the one before with a warning line, or stop with one line; no traceback."""
 
 import os
+import re
 import shutil
+import signal
 
 import jax
 import numpy as np
@@ -119,3 +121,55 @@ def test_a_non_finite_checkpoint_is_refused_and_latest_falls_back(config, tmp_pa
     assert step == 2 and "step 4" in capsys.readouterr().err
     with pytest.raises(checkpointing.Unreadable, match="non-finite"):
         cli.export_model(config, workdir, step="4", output=str(tmp_path / "m.cpsj"))
+
+
+# ------------------------------------------------------------------------ stopping on request
+@pytest.mark.slow
+def test_sigterm_saves_the_step_in_hand_and_exits_143_and_the_run_resumes_from_it(tmp_path):
+    workdir = str(tmp_path / "run")
+    flags = ["--config.checkpoint_every=100", "--config.eval_every=100"]
+    proc = cli_runs.start_train(workdir, "--config.total_steps=200", *flags)
+    cli_runs.wait_for(proc, "step 3/200")
+    proc.send_signal(signal.SIGTERM)
+    output = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 143, output[-3000:]
+    last = output.strip().splitlines()[-1]
+    match = re.fullmatch(
+        r"stopped by SIGTERM at step (\d+): saved checkpoint step \1 in (.*); run the same "
+        "command to resume",
+        last,
+    )
+    assert match and match[2] == os.path.join(workdir, "checkpoints"), last
+    assert "Traceback" not in output
+    stopped = int(match[1])
+    assert _steps(workdir) == [stopped]
+    out = cli_runs.train(workdir, f"--config.total_steps={stopped + 1}", *flags)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"Resuming from step {stopped} " in out.stdout
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_an_async_save_lets_it_land_and_says_so_in_one_line(tmp_path):
+    workdir = str(tmp_path / "run")
+    # A save every step: Ctrl-C finds one in flight.
+    flags = ["--config.total_steps=200", "--config.checkpoint_every=1", "--config.eval_every=100"]
+    proc = cli_runs.start_train(workdir, *flags)
+    cli_runs.wait_for(proc, "step 3/200")
+    proc.send_signal(signal.SIGINT)
+    output = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 130, output[-3000:]
+    last = output.strip().splitlines()[-1]
+    match = re.fullmatch(
+        r"interrupted at step (\d+); the last complete checkpoint is step (\d+) in .*; run the "
+        "same command to resume",
+        last,
+    )
+    assert match, last
+    assert "Traceback" not in output and "cannot schedule new futures" not in output
+    directory = os.path.join(workdir, "checkpoints")
+    assert not [d for d in os.listdir(directory) if "tmp" in d]  # nothing half written
+    assert _steps(workdir)[-1] == int(match[2]) >= 2
+    step, _ = cli.restore_nets(
+        demo.get_config("runlocal"), workdir, NUM_CLASSES, jax.sharding.Mesh(jax.devices(), ("d",))
+    )
+    assert step == int(match[2])

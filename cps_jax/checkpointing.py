@@ -4,7 +4,9 @@ Kept: the latest `keep` checkpoints plus the best one by `miou` (saved with eval
 Every process calls save / restore; grain writes one iterator state per process.
 """
 
+import contextlib
 import os
+import re
 import shutil
 import sys
 
@@ -24,6 +26,14 @@ UNREADABLE_DIR = "unreadable_checkpoints"
 
 class Unreadable(RunError):
     """A checkpoint that cannot be restored: truncated, empty, incomplete, or non-finite."""
+
+
+class Unwritable(RunError):
+    """A checkpoint that could not be written (a full disk, say); its unfinished files are gone."""
+
+
+# Orbax writes a step under `<step><TMP_MARK>...` and renames it when it is complete.
+TMP_MARK = ".orbax-checkpoint-tmp"
 
 
 def failure_reason(error: Exception) -> str:
@@ -63,6 +73,20 @@ def restore_newest(steps, restore, directory: str):
         raise Unreadable(f"checkpoint step {step} in {directory} cannot be read: {reason}")
     detail = "; ".join(f"step {s}: {r}" for s, r in failures)
     raise Unreadable(f"no checkpoint in {directory} can be read ({detail})")
+
+
+def write_failure_reason(error: Exception) -> str:
+    """Why a write failed, as the system says it ('No space left on device'), else its gist."""
+    chain = [error]
+    while (chain[-1].__cause__ or chain[-1].__context__) is not None:
+        chain.append(chain[-1].__cause__ or chain[-1].__context__)
+    for e in reversed(chain):
+        if isinstance(e, OSError) and e.errno:
+            return f"{os.strerror(e.errno)} (errno {e.errno})"
+        code = re.search(r"\[os_error_code='(\d+)'\]", str(e))  # TensorStore's form
+        if code:
+            return f"{os.strerror(int(code[1]))} (errno {code[1]})"
+    return failure_reason(error)
 
 
 def warn(message: str) -> None:
@@ -175,10 +199,40 @@ class Checkpointer:
         return step, state
 
     def save(self, step: int, state, data_iterator=None, metrics: dict | None = None):
+        """Starts writing checkpoint `step` (asynchronously: a failure shows at the next save or
+        wait, as Unwritable)."""
         items = {"state": ocp.args.PyTreeSave(state)}
         if data_iterator is not None:
             items["data"] = grain.checkpoint.CheckpointSave(data_iterator)
-        self.manager.save(step, args=ocp.args.Composite(**items), metrics=metrics)
+        with self._writing(step):
+            self.manager.save(step, args=ocp.args.Composite(**items), metrics=metrics)
+
+    @contextlib.contextmanager
+    def _writing(self, step: int | None):
+        """Turns a failed write into Unwritable, naming the step and the reason, once the
+        unfinished files are removed: a full disk is not left full by them."""
+        try:
+            yield
+        except Exception as error:
+            with contextlib.suppress(Exception):  # the failed save's other writers end first
+                self.manager.wait_until_finished()
+            removed = self._remove_unfinished() if jax.process_index() == 0 else []
+            steps = sorted({int(n.split(".")[0]) for n in removed if n.split(".")[0].isdigit()})
+            which = ", ".join(map(str, steps)) or ("" if step is None else str(step))
+            done = f"; removed its unfinished files ({', '.join(removed)})" if removed else ""
+            raise Unwritable(
+                f"cannot write checkpoint step {which} in {self.directory}: "
+                f"{write_failure_reason(error)}{done}; free some space and run the same command "
+                "to resume"
+            ) from None
+
+    def _remove_unfinished(self) -> list[str]:
+        if not os.path.isdir(self.directory):
+            return []
+        removed = [name for name in sorted(os.listdir(self.directory)) if TMP_MARK in name]
+        for name in removed:
+            shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+        return removed
 
     def restore(self, step: int, abstract_state, data_iterator=None):
         """Restores the whole state into `abstract_state` (ShapeDtypeStructs with shardings) and, in place,
@@ -201,7 +255,8 @@ class Checkpointer:
         return self.manager.metrics(step)
 
     def wait(self):
-        self.manager.wait_until_finished()
+        with self._writing(None):
+            self.manager.wait_until_finished()
 
     def close(self):
         self.manager.close()

@@ -41,10 +41,18 @@ def _from_checkpoint_library(error) -> bool:
     return any(name in text for name in ("TensorStore", "OCDBT", "orbax"))
 
 
+def _failed_save_report(record: logging.LogRecord, message: str) -> bool:
+    """Orbax's errors (with tracebacks, from each of its threads) of a save that failed, which
+    checkpointing.Unwritable reports in one line."""
+    if record.levelno < logging.ERROR or f"{os.sep}orbax{os.sep}" not in record.pathname:
+        return False
+    return "raised an exception" in message or "save" in message.lower()
+
+
 class NoiseFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         message = str(record.msg)
-        if message.startswith(NOISE):
+        if message.startswith(NOISE) or _failed_save_report(record, message):
             return False
         if record.name == "asyncio" and message.startswith(_ABANDONED):
             error = record.exc_info[1] if record.exc_info else None

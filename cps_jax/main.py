@@ -19,6 +19,7 @@ needed; elsewhere add --coordinator_address HOST:PORT --num_processes N --proces
 
 import atexit
 import difflib
+import errno
 import os
 import sys
 
@@ -263,6 +264,7 @@ def _unknown_config_field(argv, error) -> str:
 # Exit status of a wrong config or flag, as absl's usage errors; other errors a user can act on
 # (an input file, a diverged run) exit 1. Each is one line, without a traceback.
 USAGE_STATUS = 2
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 def _fail(message, status: int, prefix: str = "error: "):
@@ -286,6 +288,10 @@ def _run(main):
         _fail(error, 1)
     except KeyboardInterrupt:  # before the trainer's loop, which says where it stopped
         _fail("interrupted", interrupts.SIGINT_STATUS, prefix="")
+    except OSError as error:  # a full disk, for the logs or results (checkpoints say so above)
+        if error.errno not in _DISK_FULL:
+            raise
+        _fail(f"{error.filename or 'writing'}: {error.strerror}", 1)
 
 
 def train_main():

@@ -158,6 +158,8 @@ class Trainer:
         except KeyboardInterrupt:
             self._finish_saves()
             raise interrupts.Stopped(self._interrupted(), interrupts.SIGINT_STATUS) from None
+        except checkpointing.Unwritable:  # the save in flight is the one that failed
+            raise
         except BaseException:
             self._finish_saves()
             raise

@@ -22,6 +22,7 @@ ENTRY = {
     "eval": "from cps_jax.main import eval_main as m",
     "export": "from cps_jax.main import export_main as m",
     "predict": "from cps_jax.main import predict_main as m",
+    "prepare": "from cps_jax.main import prepare_main as m",
 }
 
 
@@ -34,16 +35,24 @@ def env(**extra) -> dict:
     }
 
 
-def command(entry: str, *args) -> list:
+def command(entry: str, *args, max_file_size: int | None = None) -> list:
+    """`max_file_size`: no file written may grow past it (bytes), as on a disk about to fill."""
     # Ctrl-C raises KeyboardInterrupt, as in a shell, even where the test runner ignores SIGINT.
-    sigint = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)"
-    return [sys.executable, "-c", f"{sigint}; {ENTRY[entry]}; m()", *args]
+    setup = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)"
+    if max_file_size is not None:  # a write past the limit fails (EFBIG) instead of killing
+        setup += (
+            "; import resource; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+            f"resource.setrlimit(resource.RLIMIT_FSIZE, ({max_file_size}, {max_file_size}))"
+        )
+    return [sys.executable, "-c", f"{setup}; {ENTRY[entry]}; m()", *args]
 
 
-def run(entry: str, *args, timeout: float = 600, **extra_env) -> subprocess.CompletedProcess:
+def run(
+    entry: str, *args, timeout: float = 600, max_file_size=None, **extra_env
+) -> subprocess.CompletedProcess:
     """`cps-<entry> ARGS`, to completion: returncode, stdout, stderr."""
     return subprocess.run(
-        command(entry, *args),
+        command(entry, *args, max_file_size=max_file_size),
         capture_output=True,
         text=True,
         cwd=ROOT,

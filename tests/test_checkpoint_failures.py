@@ -173,3 +173,23 @@ def test_ctrl_c_during_an_async_save_lets_it_land_and_says_so_in_one_line(tmp_pa
         demo.get_config("runlocal"), workdir, NUM_CLASSES, jax.sharding.Mesh(jax.devices(), ("d",))
     )
     assert step == int(match[2])
+
+
+@pytest.mark.slow
+def test_a_checkpoint_that_cannot_be_written_is_one_line_and_leaves_no_unfinished_files(tmp_path):
+    workdir = str(tmp_path / "run")
+    out = cli_runs.run("prepare", f"--config={cli_runs.CONFIG}")  # the data, without a limit
+    assert out.returncode == 0, out.stderr[-3000:]
+    # Every checkpoint holds files larger than this; the logs and images are smaller.
+    out = cli_runs.run(
+        "train", *cli_runs.train_args(workdir), max_file_size=300_000,
+        JAX_ENABLE_COMPILATION_CACHE="false",
+    )  # fmt: skip
+    assert out.returncode == 1, out.stderr[-3000:]
+    [line] = out.stderr.strip().splitlines()
+    directory = os.path.join(workdir, "checkpoints")
+    assert line.startswith(
+        f"error: cannot write checkpoint step 2 in {directory}: File too large (errno 27); "
+        "removed its unfinished files (2.orbax-checkpoint-tmp"
+    ), line
+    assert os.listdir(directory) == []

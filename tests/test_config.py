@@ -288,3 +288,17 @@ def test_the_libraries_noise_is_dropped_and_the_users_messages_kept():
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 2, out.stderr
     assert "the user: OpenCV is missing" in lines[0] and "a real error" in lines[1]
+
+
+def test_a_full_disk_is_one_line_naming_the_file():
+    code = (
+        "import errno; from cps_jax import main\n"
+        "def run(argv):\n"
+        "    raise OSError(errno.ENOSPC, 'No space left on device', 'runs/a/metrics.jsonl')\n"
+        "main._run(run)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, "prog"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert out.returncode == 1
+    assert out.stderr.strip() == "error: runs/a/metrics.jsonl: No space left on device"

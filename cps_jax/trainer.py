@@ -78,6 +78,10 @@ class Trainer:
     def initial_state(self):
         return self.init_fn(jax.random.key_data(jax.random.key(self.config.seed)))
 
+    def initial_health(self):
+        """What `step_fn` carries beside the state: no bad step yet (divergence.guard)."""
+        return jax.device_put(divergence.initial_health(), parallel.replicated(self.mesh))
+
     def abstract_state(self):
         shapes = jax.eval_shape(self.initial_state)
         return checkpointing.abstract_like(shapes, parallel.replicated(self.mesh))
@@ -210,7 +214,7 @@ class Trainer:
         progress = logging_utils.Progress(start_step, config.total_steps)
         base_rng = jax.random.key(config.seed + 1)
         results, metric_sum, metric_count, input_wait = None, None, 0, 0.0
-        health = jax.device_put(divergence.initial_health(), parallel.replicated(self.mesh))
+        health = self.initial_health()
         self.pseudo_summary = None
         for step in range(start_step, last):
             # Steps are dispatched asynchronously: this wait is what the pipeline adds to a step.

@@ -197,7 +197,7 @@ class Trainer:
 
     def _interrupted(self) -> str:
         last, where = self.checkpointer.latest_step(), checkpoint_dir(self.workdir)
-        at = f"at step {self._done}" if self._done is not None else "before the first step"
+        at = f"at step {self._done}" if self._done is not None else "before training a step"
         saved = f"step {last} in {where}" if last is not None else f"none in {where}"
         return (
             f"interrupted {at}; the last complete checkpoint is {saved}; "

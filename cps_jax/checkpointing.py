@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
+from cps_jax import interrupts
 from cps_jax.errors import RunError
 
 BEST_METRIC = "miou"
@@ -204,7 +205,7 @@ class Checkpointer:
         items = {"state": ocp.args.PyTreeSave(state)}
         if data_iterator is not None:
             items["data"] = grain.checkpoint.CheckpointSave(data_iterator)
-        with self._writing(step):
+        with self._writing(step), interrupts.sigint_deferred():
             self.manager.save(step, args=ocp.args.Composite(**items), metrics=metrics)
 
     @contextlib.contextmanager
@@ -255,7 +256,7 @@ class Checkpointer:
         return self.manager.metrics(step)
 
     def wait(self):
-        with self._writing(None):
+        with self._writing(None), interrupts.sigint_deferred():
             self.manager.wait_until_finished()
 
     def close(self):

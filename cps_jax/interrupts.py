@@ -9,6 +9,7 @@ Several: JAX's preemption service catches SIGTERM on any host and names a step t
 process reaches, so that all of them save the same one.
 """
 
+import contextlib
 import signal
 import threading
 
@@ -28,6 +29,24 @@ class Stopped(RunError):
 
 SIGTERM_STATUS = 128 + signal.SIGTERM
 SIGINT_STATUS = 128 + signal.SIGINT
+
+
+@contextlib.contextmanager
+def sigint_deferred():
+    """Ctrl-C inside the block raises KeyboardInterrupt at its end, not in its middle: a
+    checkpoint save cut short there would be left half written (its rename to the final name is
+    done by the caller's thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        signal.raise_signal(signal.SIGINT)  # as if it came now, to whatever handles it
 
 
 class StopOnSigterm:

@@ -16,6 +16,8 @@ code's plain argmax targets at a constant λ.
 
 import ml_collections
 
+from cps_jax import datasets
+
 # How the cross term is scheduled and its targets chosen (config.loss / config.pseudo fields).
 RECIPES = {
     "reference": {
@@ -81,6 +83,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.data.scales = (0.75, 1.0, 1.25, 1.5)
     config.data.flip = True
     config.data.worker_threads = 2
+    # data.name="image_folder", a folder of one's own (configs/folder.py): the folder, and which
+    # share of its images/ is held out for validation (seed val_seed) when it has no val/.
+    config.data.update(datasets.IMAGE_FOLDER_DEFAULTS)
 
     config.batch_size_labeled = 8  # global, over all devices
     config.batch_size_unlabeled = 8
@@ -171,6 +176,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # forward in the backward pass ("full" | "dots") to save activation memory.
     config.fuse_pair = False
     config.remat = "none"
+
+    # A loss above it stops the run (as a non-finite one does); 0: 1e6 x the first step's loss.
+    config.max_loss = 0.0
 
     config.log_every = 50
     config.eval_every = 500

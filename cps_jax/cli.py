@@ -7,16 +7,15 @@ import time
 
 import jax
 
-from cps_jax import checkpointing, datasets, distributed, export, inference, parallel
+from cps_jax import checkpointing, config_checks, datasets, distributed, export, inference
+from cps_jax import parallel, run_config
 from cps_jax import predict as predict_lib
+from cps_jax.errors import ConfigError
 from cps_jax.evaluate import Evaluator, nets_of
 from cps_jax.optim import make_optimizer
 from cps_jax.state import create_train_state, net_graphdef
 from cps_jax.trainer import Trainer, checkpoint_dir, write_results
-
-
-class ConfigError(ValueError):
-    """A config, flag or input file that is wrong in a way the user can fix."""
+from cps_jax.workdir_lock import WorkdirLock
 
 
 def _banner(workdir: str) -> None:
@@ -28,8 +27,17 @@ def _banner(workdir: str) -> None:
 
 def train(config, workdir: str) -> dict:
     start = time.perf_counter()
-    _banner(workdir)
-    results = Trainer(config, workdir).train()
+    config_checks.check_config(config)
+    config_checks.check_workdir(workdir)
+    # Before any work: a second run on this workdir would mix its checkpoints with this one's.
+    lock = distributed.on_main_process(lambda: WorkdirLock(workdir).acquire(), "workdir lock")
+    try:
+        run_config.check_resume(config, workdir, checkpoint_dir(workdir))
+        _banner(workdir)
+        results = Trainer(config, workdir).train()
+    finally:
+        if lock is not None:
+            lock.release()
     distributed.print_main(f"Done in {time.perf_counter() - start:.0f}s.")
     return results
 
@@ -49,13 +57,23 @@ def abstract_nets(config, num_classes: int, sharding):
 
 
 def restore_nets(config, workdir: str, num_classes: int, mesh, step="latest"):
-    """(step, nets): the nets' params and BN statistics only, never the optimizer state."""
+    """(step, nets): the nets' params and BN statistics only, never the optimizer state. For
+    'latest', a checkpoint that cannot be read gives way to the one before, with a warning."""
     checkpointer = checkpointing.Checkpointer(checkpoint_dir(workdir), read_only=True)
-    step = checkpointer.resolve_step(step)
-    nets = checkpointer.restore_subtree(
-        step, abstract_nets(config, num_classes, parallel.replicated(mesh))
+    resolved = checkpointer.resolve_step(step)
+    older = [s for s in sorted(checkpointer.all_steps(), reverse=True) if s < resolved]
+    abstract = abstract_nets(config, num_classes, parallel.replicated(mesh))
+    found, nets, failures = checkpointing.restore_newest(
+        [resolved] + (older if step == "latest" else []),
+        lambda s: checkpointing.check_finite(checkpointer.restore_subtree(s, abstract)),
+        checkpointer.directory,
     )
-    return step, nets
+    for bad, reason in failures:
+        checkpointing.warn(
+            f"checkpoint step {bad} in {checkpointer.directory} cannot be read ({reason}); "
+            f"using step {found}"
+        )
+    return found, nets
 
 
 def evaluate_checkpoint(config, workdir: str, *, step="latest", split: str = "validation"):
@@ -71,12 +89,12 @@ def _evaluate_steps(config, workdir: str, which: list, split: str):
     evaluator = Evaluator.from_config(
         config, net_graphdef(config.model, data.num_classes), data, mesh, split=split
     )
-    checkpointer = checkpointing.Checkpointer(checkpoint_dir(workdir), read_only=True)
-    steps, done = [checkpointer.resolve_step(w) for w in which], {}
-    for step in steps:
+    steps, done = [], {}
+    for w in which:
+        step, nets = restore_nets(config, workdir, data.num_classes, mesh, w)
         if step not in done:  # best and latest are often the same checkpoint
-            _, nets = restore_nets(config, workdir, data.num_classes, mesh, step)
             done[step] = evaluator.run(nets)[0]
+        steps.append(step)
     return (steps, [done[s] for s in steps]), data
 
 
@@ -93,9 +111,13 @@ def parse_steps(spec: str) -> list[str]:
 
 
 def evaluate(config, workdir: str, *, step="latest", split: str = "validation") -> dict:
-    """cps-eval: {which: (step, results)} for each of `step` ('best,latest' evaluates both)."""
-    _banner(workdir)
+    """cps-eval: {which: (step, results)} for each of `step` ('best,latest' evaluates both);
+    `config` None: the run's own (W/config.json)."""
     which = parse_steps(step)
+    config_checks.check_workdir(workdir, exist=True)
+    config = run_config.resolve(config, workdir)
+    config_checks.check_config(config)
+    _banner(workdir)
     try:
         (steps, results), data = _evaluate_steps(config, workdir, which, split)
     except FileNotFoundError as error:
@@ -116,7 +138,10 @@ def evaluate(config, workdir: str, *, step="latest", split: str = "validation") 
 
 
 def export_model(config, workdir: str, *, step="best", net: str = "left", output: str) -> str:
-    """cps-export: one checkpoint's net(s) as a single model file (cps_jax.export)."""
+    """cps-export: one checkpoint's net(s) as a single model file (cps_jax.export); `config`
+    None: the run's own (W/config.json)."""
+    config_checks.check_workdir(workdir, write=False, exist=True)
+    config = run_config.resolve(config, workdir)
     _banner(workdir)
     try:
         class_names, palette, label_ids = export.class_table(config.data)
@@ -131,13 +156,16 @@ def export_model(config, workdir: str, *, step="best", net: str = "left", output
 
 
 def load_model(*, model_file=None, config=None, workdir=None, step="latest", net="left"):
-    """The model `cps-predict` runs: a model file, or a checkpoint in a workdir with its config."""
+    """The model `cps-predict` runs: a model file, or a checkpoint in a workdir with its config
+    (the run's own unless `config` is given)."""
     try:
         if model_file:
             model = export.load(model_file)
             return dataclasses.replace(model, nets=export.select_nets(model.nets, net, model_file))
-        if config is None or workdir is None:
-            raise ValueError("give --model FILE, or --config and --workdir")
+        if workdir is None:
+            raise ValueError("give --model FILE, or --workdir (and optionally --config)")
+        config_checks.check_workdir(workdir, write=False, exist=True)
+        config = run_config.resolve(config, workdir)
         class_names, palette, label_ids = export.class_table(config.data)
         step, nets = restore_nets(config, workdir, len(class_names), parallel.make_mesh(), step)
         nets = export.select_nets(nets, net, f"the checkpoint at step {step}")

@@ -25,6 +25,10 @@ import numpy as np
 
 NAMES = ("synthetic_streets", "cityscapes", "voc_aug", "image_folder")
 
+# The `image_folder` fields of `config.data` and their defaults: no folder; without a val/
+# sub-folder, a deterministic 1/10 of images/ (seed 0) is held out for validation.
+IMAGE_FOLDER_DEFAULTS = {"folder": "", "val_fraction": "1/10", "val_seed": 0}
+
 
 @dataclasses.dataclass(frozen=True)
 class SegmentationData:
@@ -138,12 +142,10 @@ def _voc_aug(data_config, data_dir):
 def _image_folder(data_config, data_dir):
     from cps_jax.data import image_folder
 
-    folder = data_config.get("folder") or ""
+    fields = {k: data_config.get(k, v) for k, v in IMAGE_FOLDER_DEFAULTS.items()}
+    folder = fields["folder"] or ""
     sources = image_folder.sources(
-        data_dir,
-        folder,
-        val_fraction=data_config.get("val_fraction", image_folder.DEFAULT_VAL_FRACTION),
-        val_seed=data_config.get("val_seed", 0),
+        data_dir, folder, val_fraction=fields["val_fraction"], val_seed=fields["val_seed"]
     )
     spec = image_folder.read_class_file(os.path.join(folder, image_folder.CLASS_FILE))
     return SegmentationData(

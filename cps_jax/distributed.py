@@ -14,6 +14,8 @@ import jax
 from jax._src import distributed as jax_distributed
 from jax.experimental import multihost_utils
 
+from cps_jax.errors import ConfigError
+
 ENV_VARS = {
     "coordinator_address": "JAX_COORDINATOR_ADDRESS",
     "num_processes": "JAX_NUM_PROCESSES",
@@ -138,6 +140,41 @@ def process_zero_first(fn, name: str):
             barrier(name)
     barrier(name)
     return fn()
+
+
+_shared_outcomes = 0  # keys of the coordination service are set once: each call has its own
+
+
+def on_main_process(fn, name: str):
+    """fn() on process 0 only (None elsewhere). An error it raises is raised on every process, a
+    ConfigError as a ConfigError with the same message, so that all of them stop together rather
+    than wait for process 0."""
+    if jax.process_count() == 1:
+        return fn()
+    global _shared_outcomes
+    _shared_outcomes += 1
+    key = f"cps_jax/{name}/{_shared_outcomes}"
+    client = jax_distributed.global_state.client
+    if is_main_process():
+        try:
+            result = fn()
+        except Exception as error:
+            if client is not None:
+                kind = "config" if isinstance(error, ConfigError) else "other"
+                client.key_value_set(key, f"{kind}:{error}")
+            raise
+        if client is not None:
+            client.key_value_set(key, "ok:")
+        return result
+    if client is not None:
+        kind, _, message = client.blocking_key_value_get(
+            key, int(BARRIER_TIMEOUT_S * 1000)
+        ).partition(":")
+        if kind == "config":
+            raise ConfigError(message)
+        if kind == "other":
+            raise RuntimeError(f"process 0 failed: {message}")
+    return None
 
 
 class CompiledTogether:

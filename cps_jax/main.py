@@ -1,26 +1,35 @@
 """Command-line entry points: cps-train, cps-eval, cps-prepare.
 
 cps-train --config configs/demo.py --workdir runs/demo [--config.total_steps=200 ...]
-cps-eval  --config configs/demo.py --workdir runs/demo [--step latest|best|N|best,latest]
+cps-eval  --workdir runs/demo [--step latest|best|N|best,latest] [--config configs/demo.py ...]
 cps-prepare --config configs/demo.py
 cps-prepare cityscapes|voc_aug --manual_dir DOWNLOADS [--data_dir DATA]
 cps-prepare image_folder --folder MY_DATA [--val_fraction 1/10] [--data_dir DATA]
-cps-export --config configs/demo.py --workdir runs/demo --step best --net left --output model.cpsj
+cps-export --workdir runs/demo --step best --net left --output model.cpsj
 cps-predict --model model.cpsj --input photos/ --output predictions/ [--mode sliding --flip]
-cps-predict --config configs/demo.py --workdir runs/demo --step best --input 'a/*.jpg' --output out
+cps-predict --workdir runs/demo --step best --input 'a/*.jpg' --output out
+
+cps-eval, cps-export and cps-predict --workdir use the config the run was trained with
+(W/config.json); a --config given instead must agree with it on the nets' fields.
 
 Multi-host, one process per host: on Cloud TPU pod slices, SLURM and Open MPI nothing more is
 needed; elsewhere add --coordinator_address HOST:PORT --num_processes N --process_id I on each host
 (or set JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID).
 """
 
+import atexit
+import difflib
+import errno
+import os
 import sys
 
+import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from cps_jax import cli, datasets, distributed
+from cps_jax import cli, console, datasets, distributed, interrupts
 from cps_jax.data.archives import DataError
+from cps_jax.errors import RunError
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -49,7 +58,7 @@ flags.DEFINE_string(
     "val_fraction",
     None,
     "cps-prepare image_folder: share of images/ held out for validation when there is no val/ "
-    "(default 1/10).",
+    f"(default {datasets.IMAGE_FOLDER_DEFAULTS['val_fraction']}).",
 )
 _PREPARE_FLAGS = ("data_dir", "manual_dir", "folder", "val_fraction")
 flags.DEFINE_enum(
@@ -111,14 +120,14 @@ def _train(argv):
 
 def _eval(argv):
     del argv
-    _require("config", "workdir")
+    _require("workdir")
     _init_distributed()
     cli.evaluate(FLAGS.config, FLAGS.workdir, step=FLAGS.step, split=FLAGS.split)
 
 
 def _export(argv):
     del argv
-    _require("config", "workdir", "output")
+    _require("workdir", "output")
     cli.export_model(
         FLAGS.config, FLAGS.workdir, step=FLAGS.step, net=FLAGS.net, output=FLAGS.output
     )
@@ -198,26 +207,91 @@ def _parse_flags(argv):
     """absl's parser, with unknown config fields reported as a usage error instead of a traceback.
 
     The libraries' INFO logs (checkpointing, data sets, backends: a hundred lines per run) would
-    bury the progress lines, so warnings and errors only unless --verbosity is given (0: INFO).
+    bury the progress lines, so warnings and errors only unless --verbosity is given (0: INFO);
+    and their warnings that no user can act on are dropped (cps_jax/console.py).
     """
     try:
         remaining = FLAGS(argv)
         if not FLAGS["verbosity"].present:
             logging.set_verbosity(logging.WARNING)
+        console.install()
         return remaining
     except (AttributeError, KeyError) as error:
-        field = next((a.split("=")[0] for a in argv if a.startswith("--config.")), "--config.*")
-        message = " ".join(str(error).replace("\\n", "\n").replace("\\'", "").split())
-        sys.exit(f"error: unknown config field in {field}: {message}")
+        _fail(_unknown_config_field(argv, error), USAGE_STATUS)
     except flags.Error as error:
-        sys.exit(f"error: {error}")
+        _fail(error, USAGE_STATUS)
+
+
+def _config_file_of(argv):
+    """The config that --config in `argv` names, without its overrides (None if it cannot load)."""
+    for i, arg in enumerate(argv):
+        if arg.startswith("--config="):
+            spec = arg[len("--config=") :]
+        elif arg == "--config" and i + 1 < len(argv):
+            spec = argv[i + 1]
+        else:
+            continue
+        try:
+            return FLAGS["config"].parser.parse(spec)
+        except Exception:  # the override error is the one to report, not this one
+            return None
+    return None
+
+
+def _unknown_config_field(argv, error) -> str:
+    """Which --config.<path> flag names a field the config does not have, and what it has."""
+    config = _config_file_of(argv)
+    for arg in argv:
+        if not arg.startswith("--config."):
+            continue
+        flag = arg.split("=")[0]
+        node, parent = config, "config"
+        for key in flag[len("--config.") :].split("."):
+            if not isinstance(node, ml_collections.ConfigDict):
+                return f"{flag}: {parent} is {node!r}, not a section with fields"
+            if key not in node:
+                fields = sorted(node.keys())
+                close = difflib.get_close_matches(key, fields, n=1)
+                hint = f"its fields: {', '.join(fields)}"
+                if close:
+                    hint = f"did you mean {close[0]!r}?"
+                return f"{flag}: {parent} has no field {key!r} ({hint})"
+            node, parent = node[key], f"{parent}.{key}"
+    message = " ".join(str(error).replace("\\n", "\n").replace("\\'", "").split())
+    return f"unknown config field: {message}"
+
+
+# Exit status of a wrong config or flag, as absl's usage errors; other errors a user can act on
+# (an input file, a diverged run) exit 1. Each is one line, without a traceback.
+USAGE_STATUS = 2
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def _fail(message, status: int, prefix: str = "error: "):
+    print(f"{prefix}{message}", file=sys.stderr, flush=True)
+    # Out at once after the exit handlers, past the interpreter's teardown: reads that a failed
+    # checkpoint restore abandoned may still end there, each printing a traceback.
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def _run(main):
     try:
         app.run(main, flags_parser=_parse_flags)
-    except (cli.ConfigError, DataError) as error:  # bad user input: the message, not a traceback
-        sys.exit(f"error: {error}")
+    except cli.ConfigError as error:
+        _fail(error, USAGE_STATUS)
+    except interrupts.Stopped as stopped:  # on request: not an error
+        _fail(stopped, stopped.exit_status, prefix="")
+    except (DataError, RunError) as error:
+        _fail(error, 1)
+    except KeyboardInterrupt:  # before the trainer's loop, which says where it stopped
+        _fail("interrupted", interrupts.SIGINT_STATUS, prefix="")
+    except OSError as error:  # a full disk, for the logs or results (checkpoints say so above)
+        if error.errno not in _DISK_FULL:
+            raise
+        _fail(f"{error.filename or 'writing'}: {error.strerror}", 1)
 
 
 def train_main():

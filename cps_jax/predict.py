@@ -27,7 +27,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from cps_jax import evaluate, inference, parallel, visualize
-from cps_jax.data import transforms
+from cps_jax.data import archives, transforms
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 OUTPUTS = ("labels", "color", "overlay")
@@ -54,9 +54,10 @@ def find_images(spec: str) -> list[tuple[str, str]]:
 
 
 def read_rgb(path: str) -> np.ndarray:
-    """uint8 [H, W, 3]; grey, palette and alpha images are converted (alpha is dropped)."""
+    """uint8 [H, W, 3], as the training images are stored (archives.rgb_array): grey, palette and
+    alpha converted (alpha dropped), 16-bit images scaled to 8 bits."""
     with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
+        return archives.rgb_array(image, path)
 
 
 def _image_size(path: str) -> tuple[int, int]:

@@ -71,7 +71,7 @@ def run(devices, workdir, data, initial_state=None):
     rng = jax.random.key_data(jax.random.key(3))
     batch = parallel.global_batch(global_batch_numpy(), mesh)
     assert len(batch["image_l"].sharding.device_set) == len(devices)
-    new_state, metrics = trainer.step_fn(state, batch, rng)
+    new_state, _, metrics = trainer.step_fn(state, trainer.initial_health(), batch, rng)
     results, _ = trainer.evaluator.run(evaluate.nets_of(new_state))
     out = {**flat(host_initial, "initial"), **flat(new_state, "state"), **flat(metrics, "metrics")}
     for net, r in results.items():

@@ -33,7 +33,7 @@ def _flags(*args):
     """Parses command-line flags exactly as the console scripts do, and prints the resolved config."""
     code = (
         "import sys; from absl import flags; from cps_jax import main; "
-        "flags.FLAGS(sys.argv); print(flags.FLAGS.config.optim.lr, flags.FLAGS.config.model.width, "
+        "main._parse_flags(sys.argv); print(flags.FLAGS.config.optim.lr, flags.FLAGS.config.model.width, "
         "flags.FLAGS.config.data.crop_size)"
     )
     return subprocess.run(
@@ -55,6 +55,41 @@ def test_overrides_reach_the_config():
 def test_unknown_field_is_named_in_the_error():
     out = _flags("--config=configs/demo.py", "--config.optim.lrr=0.5")
     assert out.returncode != 0 and "lrr" in out.stderr
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (
+            ["--config.total_steps=20", "--config.data.foldr=x"],
+            "error: --config.data.foldr: config.data has no field 'foldr' (did you mean 'folder'",
+        ),
+        (["--config.optim.lr=1", "--config.zz=1"], "error: --config.zz: config has no field 'zz'"),
+        (
+            ["--config.model.width.x=1"],
+            "error: --config.model.width.x: config.model.width is 16, not a section with fields",
+        ),
+    ],
+)
+def test_the_flag_naming_an_unknown_field_is_the_one_blamed(flags, expected):
+    out = _flags("--config=configs/demo.py", *flags)
+    assert out.returncode == 2 and out.stderr.startswith(expected), out.stderr
+
+
+def test_a_users_folder_is_declared_in_the_config_and_set_by_flags():
+    out = _flags(
+        "--config=configs/demo.py",
+        "--config.data.name=image_folder",
+        "--config.data.folder=my_data",
+        "--config.data.val_fraction=1/5",
+        "--config.data.val_seed=3",
+    )
+    assert out.returncode == 0, out.stderr
+    config = demo.get_config()
+    assert (config.data.folder, config.data.val_fraction, config.data.val_seed) == ("", "1/10", 0)
+    module = config_files.load(os.path.join(ROOT, "configs", "folder.py"))
+    mine = module.get_config("path=my_data,runlocal")
+    assert (mine.data.name, mine.data.folder, mine.model.width) == ("image_folder", "my_data", 8)
 
 
 def test_wrong_type_is_named_in_the_error():
@@ -134,6 +169,7 @@ CONFIG_VARIANTS = [
     ("voc.py", "split=1/16,backbone=r50,cutmix=True"),
     ("cityscapes.py", "split=1/8,backbone=r101,cutmix=False"),
     ("cityscapes.py", "split=1/4,cutmix=True"),
+    ("folder.py", "path=my_data,split=1/4"),
 ]
 
 
@@ -210,3 +246,107 @@ def test_library_info_logs_only_with_verbosity(verbosity, info_shown):
     assert out.returncode == 0, out.stderr
     assert "a warning line" in out.stderr
     assert ("an info line" in out.stderr) == info_shown, out.stderr
+
+
+@pytest.mark.parametrize(
+    "field, value, expected",
+    [
+        ("batch_size_labeled", 0, "config.batch_size_labeled: expected a positive integer, got 0"),
+        ("batch_size_unlabeled", -2, "config.batch_size_unlabeled: expected a positive integer"),
+        ("eval_batch_size", 0, "config.eval_batch_size: expected a positive integer, got 0"),
+        ("checkpoint_every", 0, "config.checkpoint_every: expected a positive integer, got 0"),
+        ("log_every", 0, "config.log_every: expected a positive integer, got 0"),
+        ("total_steps", 0, "config.total_steps: expected a positive integer, got 0"),
+        ("total_steps", -5, "config.total_steps: expected a positive integer, got -5"),
+        ("eval_every", 3, "config.eval_every: expected a multiple of config.checkpoint_every=2"),
+        ("data.scales", (), "config.data.scales: expected one or more positive numbers"),
+        ("data.crop_size", (32,), "config.data.crop_size: expected 2 positive numbers"),
+        ("method", "cpss", "config.method: expected one of 'cps', 'cps_cutmix'"),
+        ("model.backbone", "resnet19", "config.model.backbone: expected one of 'resnet18'"),
+        ("model.output_stride", 7, "config.model.output_stride: expected one of 8, 16, 32, got 7"),
+        ("data.labeled_fraction", "0", "config.data.labeled_fraction: expected a fraction in"),
+        ("data.labeled_fraction", "2", "config.data.labeled_fraction: expected a fraction in"),
+        ("data.name", "imagenet", "config.data.name: expected one of 'synthetic_streets'"),
+        ("optim.lr", -0.1, "config.optim.lr: expected a positive number, got -0.1"),
+        ("max_loss", -1.0, "config.max_loss: expected 0 (1e6 x the first loss) or a positive"),
+    ],
+)
+def test_a_wrong_value_is_one_line_naming_the_field_before_any_work(field, value, expected):
+    from cps_jax import config_checks
+    from cps_jax.errors import ConfigError
+
+    config = demo.get_config("runlocal")
+    section, _, name = field.rpartition(".")
+    (config[section] if section else config)[name] = value
+    with pytest.raises(ConfigError) as raised:
+        config_checks.check_config(config)
+    assert str(raised.value).startswith(expected), str(raised.value)
+
+
+def test_a_workdir_that_is_a_file_or_read_only_is_refused(tmp_path):
+    from cps_jax import config_checks
+    from cps_jax.errors import ConfigError
+
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigError, match="file: expected a directory, but it is a file"):
+        config_checks.check_workdir(str(tmp_path / "file"))
+    with pytest.raises(ConfigError, match="expected a directory, but .*file is a file"):
+        config_checks.check_workdir(str(tmp_path / "file" / "run"))
+    with pytest.raises(ConfigError, match="expected a run's directory, but there is none"):
+        config_checks.check_workdir(str(tmp_path / "none"), exist=True)
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    read_only.chmod(0o500)
+    try:
+        if os.access(read_only, os.W_OK):  # root writes anywhere: nothing to check
+            pytest.skip("this user can write to a read-only directory")
+        with pytest.raises(ConfigError, match="expected a writable directory"):
+            config_checks.check_workdir(str(read_only / "run"))
+    finally:
+        read_only.chmod(0o700)
+
+
+@pytest.mark.slow
+def test_cps_train_with_a_wrong_value_exits_2_with_one_line(tmp_path):
+    import cli_runs
+
+    out = cli_runs.train(str(tmp_path / "run"), "--config.batch_size_labeled=0")
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        "error: config.batch_size_labeled: expected a positive integer, got 0"
+    ]
+    assert not os.path.exists(tmp_path / "run")  # no lock, no data, nothing compiled
+
+
+def test_the_libraries_noise_is_dropped_and_the_users_messages_kept():
+    """Warnings no user can act on (console.NOISE) are dropped; everything else shows."""
+    code = (
+        "from absl import logging; from cps_jax import main, console\n"
+        "def run(argv):\n"
+        "    for noise in console.NOISE:\n"
+        "        logging.warning(noise + ' (details)')\n"
+        "    logging.warning('the user: OpenCV is missing from my own list')\n"
+        "    logging.error('a real error of the checkpoint library')\n"
+        "main._run(run)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, "prog"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 2, out.stderr
+    assert "the user: OpenCV is missing" in lines[0] and "a real error" in lines[1]
+
+
+def test_a_full_disk_is_one_line_naming_the_file():
+    code = (
+        "import errno; from cps_jax import main\n"
+        "def run(argv):\n"
+        "    raise OSError(errno.ENOSPC, 'No space left on device', 'runs/a/metrics.jsonl')\n"
+        "main._run(run)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, "prog"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert out.returncode == 1
+    assert out.stderr.strip() == "error: runs/a/metrics.jsonl: No space left on device"

@@ -248,3 +248,47 @@ def test_a_process_slower_than_the_collectives_wait_fails_nothing(tmp_path):
     )
     for i, (code, out) in enumerate(results):
         assert code == 0 and f"done {i}" in out, f"process {i}:\n{out[-3000:]}"
+
+
+# cps-train's workdir lock on two processes: process 0 takes it, and when it cannot, both stop.
+_LOCK = """
+import sys
+from cps_jax import distributed
+from cps_jax.errors import ConfigError
+from cps_jax.workdir_lock import WorkdirLock
+pid, port, workdir = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+distributed.initialize(f"localhost:{port}", 2, pid)
+try:
+    lock = distributed.on_main_process(lambda: WorkdirLock(workdir).acquire(), "workdir lock")
+except ConfigError as error:
+    print("refused:", error, flush=True)
+    sys.exit(2)
+import os
+print(f"holds, pid {os.getpid()}" if lock is not None else "does not hold", flush=True)
+distributed.barrier("checked")
+"""
+
+
+@pytest.mark.slow
+def test_process_0_alone_holds_the_workdir_lock_and_a_refusal_stops_every_process(tmp_path):
+    from cps_jax.workdir_lock import LOCK_FILE, WorkdirLock
+
+    def run(workdir):
+        port = _free_port()
+        return _run_all(
+            [[sys.executable, "-c", _LOCK, str(i), str(port), workdir] for i in range(2)],
+            _env(1),
+            cwd=ROOT,
+            timeout=300,
+        )
+
+    free = str(tmp_path / "free")
+    (code0, out0), (code1, out1) = run(free)
+    assert (code0, code1) == (0, 0), out0 + out1
+    assert "does not hold" in out1
+    holder = json.load(open(os.path.join(free, LOCK_FILE)))  # left behind: nothing released it
+    assert f"holds, pid {holder['pid']}" in out0, out0
+    with WorkdirLock(str(tmp_path / "busy")):
+        results = run(str(tmp_path / "busy"))
+    for code, out in results:
+        assert code == 2 and f"refused: --workdir {tmp_path / 'busy'}: in use by" in out, out

@@ -192,3 +192,52 @@ def test_eval_of_best_and_latest_and_the_trainers_report(config, workdir, capsys
     assert best_ckpt == {"step": 2, "miou": 0.5}
     line = evaluate.best_and_last_line(best_ckpt, 4, {"left": {"miou": 0.3}})
     assert line == "left mIoU: last (step 4) 30.00, best (step 2) 50.00"
+
+
+def _png_16_bit_rgb(array: np.ndarray) -> bytes:
+    """A 48-bit RGB PNG (Pillow writes none): [H, W, 3] uint16."""
+    import struct
+    import zlib
+
+    h, w, _ = array.shape
+    raw = b"".join(b"\x00" + array[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(kind, data):
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    header = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)  # 16 bits, colour type 2: RGB
+    chunks = [chunk(b"IHDR", header), chunk(b"IDAT", zlib.compress(raw)), chunk(b"IEND", b"")]
+    return b"\x89PNG\r\n\x1a\n" + b"".join(chunks)
+
+
+def test_16_bit_images_are_scaled_to_8_bits_for_training_and_prediction(tmp_path):
+    """Not clipped at 255 (which would binarise them): value v of 65535 becomes v / 257."""
+    import io
+
+    from cps_jax.data import archives
+
+    ramp = (np.arange(20 * 30).reshape(20, 30) * 109).astype(np.uint16)  # 0 .. 65291
+    grey = tmp_path / "grey16.png"
+    Image.fromarray(ramp).save(grey)
+    assert Image.open(grey).mode == "I;16"
+    expected = np.repeat(np.round(ramp / 257.0).astype(np.uint8)[..., None], 3, -1)
+    np.testing.assert_array_equal(predict.read_rgb(str(grey)), expected)
+    stored, hw = archives.rgb_image(grey.read_bytes(), str(grey))
+    assert hw == (20, 30)
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(stored))), expected)
+    # 16-bit colour: Pillow reads the high bytes; stored re-encoded at 8 bits, as predicted.
+    colour = tmp_path / "rgb16.png"
+    colour.write_bytes(_png_16_bit_rgb(np.stack([ramp, ramp // 2, 65535 - ramp], -1)))
+    stored, _ = archives.rgb_image(colour.read_bytes(), str(colour))
+    decoded = np.asarray(Image.open(io.BytesIO(stored)))
+    assert decoded.dtype == np.uint8 and decoded.shape == (20, 30, 3)
+    np.testing.assert_array_equal(decoded, predict.read_rgb(str(colour)))
+    np.testing.assert_allclose(decoded[..., 0], ramp / 257.0, atol=1)
+    # 32-bit floats have no scale of their own: refused, naming the file.
+    floats = tmp_path / "float.tif"
+    Image.fromarray(ramp.astype(np.float32)).save(floats)
+    with pytest.raises(archives.DataError, match=r"float\.tif: an image of 32-bit floats"):
+        predict.read_rgb(str(floats))
+    with pytest.raises(archives.DataError, match=r"float\.tif: an image of 32-bit floats"):
+        archives.rgb_image(floats.read_bytes(), str(floats))

@@ -329,6 +329,14 @@ def test_image_folder_errors_name_the_file(tmp_path):
     classes.write_text('{"classes": [{"name": "a", "color": [1, 2]}]}')
     with pytest.raises(DataError, match=r'classes.json: "classes"\[0\] \("a"\): "color"'):
         load()
+    classes.write_text(json.dumps({**fa.CLASSES, "ignore_idx": 9}))
+    misspelt = r'classes.json: unknown key "ignore_idx" \(did you mean "ignore_index"\?\)'
+    with pytest.raises(DataError, match=misspelt):
+        load()
+    one = {**fa.CLASSES["classes"][0], "colour": [1, 2, 3]}
+    classes.write_text(json.dumps({**fa.CLASSES, "classes": [one]}))
+    with pytest.raises(DataError, match=r'"classes"\[0\] \("background"\): unknown key "colour"'):
+        load()
     classes.write_text(json.dumps(fa.CLASSES))
     mask = folder / "masks" / "img_00.png"
     mask.write_bytes(fa.encode(np.zeros((3, 3), np.uint8)))
@@ -404,6 +412,25 @@ def test_unlabeled_only_images_feed_the_unlabeled_stream(tmp_path):
     batch = next(iter(input_pipeline.train_dataset(config, data)))
     assert (batch["mask_l"] != 255).any()
     assert (batch["mask_u"] == 255).all()  # ... so the unlabeled stream is unlabeled/ alone
+
+
+@pytest.mark.slow
+def test_configs_folder_trains_and_evaluates_a_users_folder_from_the_command_line(tmp_path):
+    import cli_runs
+
+    folder = tmp_path / "mine"
+    fa.image_folder(str(folder), num_images=6)
+    workdir = str(tmp_path / "run")
+    config = f"configs/folder.py:path={folder},runlocal"
+    flags = ["--config.total_steps=2", "--config.data.val_fraction=1/3"]
+    out = cli_runs.run("train", *cli_runs.train_args(workdir, *flags, config=config))
+    assert out.returncode == 0, out.stderr[-3000:]
+    trained = json.load(open(os.path.join(workdir, "results.json")))
+    assert trained["class_names"] == ["background", "crack", "stain"]
+    out = cli_runs.run("eval", f"--config={config}", f"--workdir={workdir}", *flags)
+    assert out.returncode == 0, out.stderr[-3000:]
+    evaluated = json.load(open(os.path.join(workdir, "eval_validation_2.json")))
+    assert evaluated["left"]["miou"] == pytest.approx(trained["left"]["miou"])
 
 
 def test_every_command_loads_data_on_process_zero_first(monkeypatch, tmp_path):

@@ -132,7 +132,8 @@ def test_checkpoint_round_trip_and_standalone_eval(config, data, tmp_path):
     for l in shares:
         assert sum(l[f"pseudo/share/{n}"] for n in names) == pytest.approx(1.0)
         assert sum(l[f"pseudo/true_share/{n}"] for n in names) == pytest.approx(1.0)
-        assert 0 <= l["pseudo/agreement"] <= 1 and l["pseudo/kept"] == 1.0
+        # The demo's recipe (CBST) keeps a share of the pixels; the reference one keeps them all.
+        assert 0 <= l["pseudo/agreement"] <= 1 and 0 < l["pseudo/kept"] <= 1
     assert saved["pseudo"]["accuracy"] == shares[-1]["pseudo/accuracy"]
     assert "| class | true share | pseudo share | pseudo IoU |" in open(
         os.path.join(workdir, "results.md")

@@ -130,19 +130,54 @@ def _open_image(data: bytes, source: str) -> Image.Image:
         raise DataError(f"{source}: not a readable image: {error}") from None
 
 
+# Grey modes of more than 8 bits that Pillow's RGB conversion would clip at 255 (a binarised
+# image), with the largest value of their range.
+_DEEP_GREY = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535, "I": 65535}
+
+
+def rgb_array(image: Image.Image, source: str) -> np.ndarray:
+    """uint8 [H, W, 3] of an image of any mode: grey, palette, CMYK and alpha converted (alpha
+    dropped); 16-bit grey scaled to 8 bits (Pillow reads 16-bit colour as 8 bits already). Wider
+    values (32-bit integers or floats) are a DataError naming the file: no scale is theirs."""
+    if image.mode in _DEEP_GREY:
+        grey = np.asarray(image).astype(np.float64)
+        if grey.size and (grey.min() < 0 or grey.max() > _DEEP_GREY[image.mode]):
+            raise DataError(
+                f"{source}: a grey image of 32-bit values ({grey.min():g}..{grey.max():g}); "
+                "expected 8 or 16 bits per channel: convert it first"
+            )
+        eight = np.round(grey * (255.0 / _DEEP_GREY[image.mode])).astype(np.uint8)
+        return np.repeat(eight[..., None], 3, axis=-1)
+    if image.mode == "F":
+        raise DataError(
+            f"{source}: an image of 32-bit floats; expected 8 or 16 bits per channel: convert "
+            "it first"
+        )
+    return np.asarray(image.convert("RGB"))
+
+
+def _is_8_bit_rgb(image: Image.Image, data: bytes) -> bool:
+    """An RGB JPEG, or an RGB PNG of 8 bits per channel (its IHDR's bit depth, byte 24)."""
+    if image.mode != "RGB":
+        return False
+    return image.format == "JPEG" or (image.format == "PNG" and data[24:25] == b"\x08")
+
+
 def rgb_image(data: bytes, source: str) -> tuple[bytes, tuple[int, int]]:
     """(bytes to store, (height, width)) of an image file's bytes.
 
-    PNG and JPEG files in RGB are stored as they are (no re-encoding loss, JPEG stays small); any
-    other format or mode (grey, palette, CMYK, alpha) is converted to RGB and stored as PNG, so
-    every stored image decodes to uint8 [H, W, 3].
+    8-bit RGB PNG and JPEG files are stored as they are (no re-encoding loss, JPEG stays small);
+    any other format, mode (grey, palette, CMYK, alpha) or depth (16 bits) goes through
+    `rgb_array` and is stored as PNG, so every stored image decodes to uint8 [H, W, 3].
     """
     image = _open_image(data, source)
     try:
         image.load()  # decode it all now: a truncated file fails here, not in training
-        if image.mode == "RGB" and image.format in ("PNG", "JPEG"):
+        if _is_8_bit_rgb(image, data):
             return data, (image.height, image.width)
-        return png_bytes(np.asarray(image.convert("RGB"))), (image.height, image.width)
+        return png_bytes(rgb_array(image, source)), (image.height, image.width)
+    except DataError:
+        raise
     except (OSError, ValueError) as error:
         raise DataError(f"{source}: not a readable image: {error}") from None
 

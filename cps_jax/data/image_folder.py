@@ -15,6 +15,7 @@ covers the file names, sizes, classes.json and the split settings, so an edited 
 """
 
 import dataclasses
+import difflib
 import hashlib
 import json
 import os
@@ -25,11 +26,13 @@ import tensorflow_datasets as tfds
 from etils import epath
 
 from cps_jax.data import archives, partitions
+from cps_jax.datasets import IMAGE_FOLDER_DEFAULTS
 
 CLASS_FILE = "classes.json"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff")  # lossless only: a JPEG mask corrupts labels
-DEFAULT_VAL_FRACTION = "1/10"
+DEFAULT_VAL_FRACTION = IMAGE_FOLDER_DEFAULTS["val_fraction"]
+DEFAULT_VAL_SEED = IMAGE_FOLDER_DEFAULTS["val_seed"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +40,19 @@ class ClassSpec:
     names: tuple
     palette: np.ndarray  # [C, 3] uint8
     ignore_index: int
+
+
+# The keys classes.json and each of its classes may have: a misspelt one must not be ignored.
+_FILE_KEYS = ("classes", "ignore_index")
+_CLASS_KEYS = ("name", "color")
+
+
+def _check_keys(entry: dict, allowed, where: str) -> None:
+    unknown = [key for key in entry if key not in allowed]
+    if unknown:
+        close = difflib.get_close_matches(str(unknown[0]), allowed, n=1)
+        hint = f'did you mean "{close[0]}"?' if close else "expected " + ", ".join(allowed)
+        raise archives.DataError(f'{where}: unknown key "{unknown[0]}" ({hint})')
 
 
 def read_class_file(path: str) -> ClassSpec:
@@ -56,11 +72,13 @@ def read_class_file(path: str) -> ClassSpec:
         raise archives.DataError(
             f'{path}: "classes" must be a non-empty list of {{"name", "color"}}'
         )
+    _check_keys(spec, _FILE_KEYS, path)
     names, colors = [], []
     for k, c in enumerate(classes):
         field = f'{path}: "classes"[{k}]'
         if not isinstance(c, dict) or not isinstance(c.get("name"), str) or not c["name"]:
             raise archives.DataError(f'{field} needs a non-empty string "name"')
+        _check_keys(c, _CLASS_KEYS, f'{field} ("{c["name"]}")')
         color = c.get("color")
         if not (
             isinstance(color, list)
@@ -191,7 +209,9 @@ def fingerprint(folder: str, val_fraction, val_seed: int) -> str:
 
 
 class ImageFolderConfig(tfds.core.BuilderConfig):
-    def __init__(self, *, folder: str, val_fraction=DEFAULT_VAL_FRACTION, val_seed: int = 0):
+    def __init__(
+        self, *, folder: str, val_fraction=DEFAULT_VAL_FRACTION, val_seed: int = DEFAULT_VAL_SEED
+    ):
         folder = os.path.abspath(folder)
         slug = re.sub(r"[^A-Za-z0-9]+", "_", os.path.basename(folder)).strip("_") or "folder"
         super().__init__(
@@ -235,7 +255,10 @@ class ImageFolder(tfds.core.GeneratorBasedBuilder):
 
 
 def prepare(
-    data_dir: str, folder: str, val_fraction=DEFAULT_VAL_FRACTION, val_seed: int = 0
+    data_dir: str,
+    folder: str,
+    val_fraction=DEFAULT_VAL_FRACTION,
+    val_seed: int = DEFAULT_VAL_SEED,
 ) -> ImageFolder:
     """The builder of `folder`, written into `data_dir` unless already there."""
     archives.require_dir(folder, "image_folder folder", "config.data.folder or --folder")
@@ -250,7 +273,10 @@ def prepare(
 
 
 def sources(
-    data_dir: str, folder: str, val_fraction=DEFAULT_VAL_FRACTION, val_seed: int = 0
+    data_dir: str,
+    folder: str,
+    val_fraction=DEFAULT_VAL_FRACTION,
+    val_seed: int = DEFAULT_VAL_SEED,
 ) -> dict:
     """{'train', 'validation'[, 'unlabeled']} random-access sources of {"image", "mask", "id"}."""
     b = prepare(data_dir, folder, val_fraction, val_seed)

@@ -217,7 +217,8 @@ class DeepLabV3Plus(nnx.Module):
 # Compute dtypes; parameters are float32, except for float64 (numerical checks, needs
 # jax_enable_x64), whose parameters are float64 too.
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float64": jnp.float64}
-_BACKBONES = {f"resnet{d}": d for d in BLOCKS}
+BACKBONES = {f"resnet{d}": d for d in BLOCKS}  # config.model.backbone -> ResNet depth
+OUTPUT_STRIDES = (8, 16, 32)
 
 
 def build_model(model_config, num_classes: int, rngs: nnx.Rngs) -> DeepLabV3Plus:
@@ -247,9 +248,9 @@ def build_model(model_config, num_classes: int, rngs: nnx.Rngs) -> DeepLabV3Plus
             raise ValueError(f"model.{field} must be a positive int, got {value!r}")
         return value
 
-    depth = _BACKBONES[choice("backbone", _BACKBONES)]
+    depth = BACKBONES[choice("backbone", BACKBONES)]
     stem = choice("stem", ("deep", "torchvision"))
-    output_stride = choice("output_stride", (8, 16, 32))
+    output_stride = choice("output_stride", OUTPUT_STRIDES)
     dtype = _DTYPES[choice("dtype", _DTYPES)]
     if dtype == jnp.float64 and not jax.config.jax_enable_x64:
         raise ValueError("model.dtype='float64' needs jax_enable_x64 (else arrays are float32)")

@@ -139,7 +139,9 @@ def test_impl_names_and_the_auto_rule():
 def test_model_output_independent_of_conv_impl(output_stride):
     config = demo.get_config("runlocal").model
     config.output_stride = output_stride
-    x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 32, 32, 3)), jnp.float32)
+    # Batch 8: train-mode BatchNorm over 2 images (the image-pooling BN sees 2 values) amplifies
+    # rounding differences between the algorithms beyond what they are.
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(8, 32, 32, 3)), jnp.float32)
     outputs = {}
     for impl in ("xla", "patches", "auto"):
         config.conv_impl = impl

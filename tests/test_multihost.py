@@ -20,8 +20,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "tests", "run_multihost.py")
 TOTAL_STEPS = 4  # configs/demo.py:runlocal; evaluation and checkpoints at steps 2 and 4
 
-# Float32 sums in another order (gloo's all-reduce across processes) are all that differs.
-ATOL, RTOL = 1e-5, 1e-4
+# Float32 sums in another order (gloo's all-reduce across processes) are all that differs. Four
+# steps of a random-init net in train mode (batch-2 BatchNorm) amplify them: on the 2-core AMD
+# EPYC CI machine the largest gap was 1.9e-5 (a BN bias of about 3e-3; same at commit 8a0f133).
+ATOL, RTOL = 5e-5, 1e-4
 
 
 def _free_port() -> int:

@@ -26,10 +26,10 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from cps_jax import parallel
-from cps_jax.optim import learning_rate_schedule, make_optimizer
-from cps_jax.state import create_train_state, net_graphdef
-from cps_jax.train_step import make_train_step, uses_two_unlabeled, uses_unlabeled
+from cps_jax import methods, optim, parallel
+from cps_jax.models.functional import net_graphdef
+from cps_jax.state import create_train_state
+from cps_jax.train_step import make_train_step
 
 config_flags.DEFINE_config_file("config", None, "Config file[:arg].", lock_config=False)
 flags.DEFINE_multi_string("variant", [], "NAME:FIELD=VALUE[;FIELD=VALUE...] config overrides.")
@@ -94,10 +94,8 @@ def random_batch(config):
         "image_l": rng.normal(size=(n_l, h, w, 3)).astype(np.float32),
         "mask_l": rng.integers(0, FLAGS.num_classes, size=(n_l, h, w)).astype(np.int32),
     }
-    if uses_unlabeled(config.method):
-        batch["image_u"] = rng.normal(size=(n_u, h, w, 3)).astype(np.float32)
-    if uses_two_unlabeled(config.method):
-        batch["image_u1"] = rng.normal(size=(n_u, h, w, 3)).astype(np.float32)
+    for stream in methods.get(config.method).streams[1:]:  # the unlabeled ones: u, u1
+        batch[f"image_{stream}"] = rng.normal(size=(n_u, h, w, 3)).astype(np.float32)
     return batch
 
 
@@ -108,19 +106,14 @@ class Variant:
         self.name, self.config = name, config
         replicated, sharded = parallel.replicated(mesh), parallel.batch_sharding(mesh)
         batch_l = config.batch_size_labeled
-        tx = make_optimizer(config.optim, config.total_steps, batch_l)
+        tx, schedule = optim.make(config.optim, config.total_steps, batch_l)
         graphdef = net_graphdef(config.model, FLAGS.num_classes)
         self.state = jax.jit(
             lambda r: create_train_state(config.model, FLAGS.num_classes, tx, r, config.method),
             out_shardings=replicated,
         )(jax.random.key_data(jax.random.key(0)))
         step = jax.jit(
-            make_train_step(
-                graphdef,
-                config,
-                tx,
-                learning_rate_schedule(config.optim, config.total_steps, batch_l),
-            ),
+            make_train_step(graphdef, config, tx, schedule),
             in_shardings=(replicated, sharded, replicated),
             out_shardings=(replicated, replicated),
             donate_argnums=0,
@@ -160,9 +153,8 @@ def main(argv):
     ceiling = float(np.median(ceilings))
     config = variants[0].config
     h, w = config.data.crop_size
-    images = config.batch_size_labeled + config.batch_size_unlabeled
-    if uses_two_unlabeled(config.method):
-        images += config.batch_size_unlabeled
+    unlabeled_streams = len(methods.get(config.method).streams) - 1
+    images = config.batch_size_labeled + unlabeled_streams * config.batch_size_unlabeled
     seconds = {v.name: float(np.median(v.times)) for v in variants}
     base = seconds[variants[0].name]
     # One amount of work for every column: the first variant's count. (XLA counts a native

@@ -243,14 +243,16 @@ class Checkpointer:
             items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
         return self.manager.restore(step, args=ocp.args.Composite(**items))["state"]
 
-    def restore_subtree(self, step: int, abstract_subtree):
-        """Restores only the leaves named in `abstract_subtree` (e.g. the nets' params, not the optimizer)."""
+    def restore_nets(self, step: int, abstract_nets):
+        """Restores only the nets (TrainState.nets: params and BN statistics), not the optimizer
+        state nor anything else of the train state."""
+        abstract = {"nets": abstract_nets}
         args = ocp.args.PyTreeRestore(
-            item=abstract_subtree,
+            item=abstract,
             partial_restore=True,
-            restore_args=ocp.checkpoint_utils.construct_restore_args(abstract_subtree),
+            restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
         )
-        return self.manager.restore(step, args=ocp.args.Composite(state=args))["state"]
+        return self.manager.restore(step, args=ocp.args.Composite(state=args))["state"]["nets"]
 
     def metrics(self, step: int) -> dict | None:
         return self.manager.metrics(step)

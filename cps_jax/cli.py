@@ -11,9 +11,9 @@ from cps_jax import checkpointing, config_checks, datasets, distributed, export,
 from cps_jax import parallel, run_config
 from cps_jax import predict as predict_lib
 from cps_jax.errors import ConfigError
-from cps_jax.evaluate import Evaluator, nets_of
-from cps_jax.optim import make_optimizer
-from cps_jax.state import create_train_state, net_graphdef
+from cps_jax.evaluate import Evaluator
+from cps_jax.models.functional import net_graphdef
+from cps_jax.state import init_nets
 from cps_jax.trainer import Trainer, checkpoint_dir, write_results
 from cps_jax.workdir_lock import WorkdirLock
 
@@ -43,17 +43,13 @@ def train(config, workdir: str) -> dict:
 
 
 def abstract_nets(config, num_classes: int, sharding):
-    """Shapes of both nets' params and BN statistics, as saved inside a TrainState."""
-    tx = make_optimizer(config.optim, config.total_steps, config.batch_size_labeled)
+    """Shapes of the nets' params and BN statistics (TrainState.nets), without an optimizer."""
     # Shapes only: the pretrained backbone (same shapes) need not be read, nor still exist.
     model_config = config.model.copy_and_resolve_references()
     model_config.pretrained = ""
-    shapes = jax.eval_shape(
-        lambda: create_train_state(
-            model_config, num_classes, tx, jax.random.key_data(jax.random.key(0)), config.method
-        )
-    )
-    return checkpointing.abstract_like(nets_of(shapes), sharding)
+    rng = jax.random.key_data(jax.random.key(0))
+    shapes = jax.eval_shape(lambda: init_nets(model_config, num_classes, rng, config.method))
+    return checkpointing.abstract_like(shapes, sharding)
 
 
 def restore_nets(config, workdir: str, num_classes: int, mesh, step="latest"):
@@ -65,7 +61,7 @@ def restore_nets(config, workdir: str, num_classes: int, mesh, step="latest"):
     abstract = abstract_nets(config, num_classes, parallel.replicated(mesh))
     found, nets, failures = checkpointing.restore_newest(
         [resolved] + (older if step == "latest" else []),
-        lambda s: checkpointing.check_finite(checkpointer.restore_subtree(s, abstract)),
+        lambda s: checkpointing.check_finite(checkpointer.restore_nets(s, abstract)),
         checkpointer.directory,
     )
     for bad, reason in failures:

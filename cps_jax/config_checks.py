@@ -2,17 +2,16 @@
 
 Each check raises ConfigError('config.<field>: expected ..., got ...'), which the console scripts
 print as one line (exit status 2). The sets of allowed values are those of the code that uses
-them (train_step.METHODS, models.deeplab's BACKBONES and OUTPUT_STRIDES, datasets.NAMES).
+them (the method registry, models.deeplab's BACKBONES and OUTPUT_STRIDES, datasets.NAMES).
 """
 
 import math
 import os
 
-from cps_jax import datasets
+from cps_jax import datasets, methods
 from cps_jax.data import partitions
 from cps_jax.errors import ConfigError
 from cps_jax.models import deeplab
-from cps_jax.train_step import METHODS
 
 # Fields that count something per step or per run: each a positive integer.
 POSITIVE_INTS = (
@@ -75,7 +74,7 @@ def check_config(config) -> None:
             f"{config.checkpoint_every} (the best checkpoint carries its mIoU), got "
             f"{config.eval_every}"
         )
-    _one_of(config, "method", METHODS)
+    _one_of(config, "method", methods.names())
     _one_of(config, "model.backbone", tuple(deeplab.BACKBONES))
     _one_of(config, "model.output_stride", deeplab.OUTPUT_STRIDES)
     _one_of(config, "data.name", datasets.NAMES)

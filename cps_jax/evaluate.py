@@ -11,19 +11,7 @@ import numpy as np
 
 from cps_jax import checkpointing, distributed, inference, input_pipeline, metrics, parallel
 from cps_jax.data.transforms import IGNORE_LABEL
-from cps_jax.state import apply_net
-
-
-def nets_of(state) -> dict:
-    """The evaluation view of a TrainState: params and BN statistics only."""
-    return {
-        name: {
-            "params": getattr(state, name).params,
-            "batch_stats": getattr(state, name).batch_stats,
-        }
-        for name in ("left", "right")
-        if getattr(state, name, None) is not None
-    }
+from cps_jax.models.functional import apply_net
 
 
 def net_logits(graphdef, nets: dict, images, sizes, options: inference.InferenceOptions) -> dict:

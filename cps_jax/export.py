@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 from flax import serialization
 
-from cps_jax.state import net_graphdef
+from cps_jax.models.functional import net_graphdef
 
 FORMAT = "cps_jax model"
 VERSION = 1

@@ -9,9 +9,8 @@ import numpy as np
 import grain
 import grain.experimental
 
-from cps_jax import inference
+from cps_jax import inference, methods
 from cps_jax.data import partitions, transforms
-from cps_jax.train_step import uses_two_unlabeled, uses_unlabeled
 
 
 class Subset:
@@ -115,11 +114,8 @@ def train_dataset(config, data, *, process_index: int = 0, process_count: int = 
             **common,
         )
     }
-    unlabeled_streams = []
-    if uses_unlabeled(config.method):
-        unlabeled_streams.append("u")
-    if uses_two_unlabeled(config.method):
-        unlabeled_streams.append("u1")
+    # The method says which streams it reads: "l", and "u" (and "u1") of unlabeled images.
+    unlabeled_streams = [s for s in methods.get(config.method).streams if s != "l"]
     unlabeled_source, unlabeled = data.unlabeled_pool(unlabeled)  # + images without masks
     for i, name in enumerate(unlabeled_streams):
         streams[name] = _stream(

@@ -79,22 +79,25 @@ def weight_decay_mask(params):
     )
 
 
-def make_optimizer(
+def make(
     optim_config, total_steps: int, global_batch: int | None = None
-) -> optax.GradientTransformation:
-    """`optim.name` (module docstring) over the lr schedule. One instance serves both nets."""
+) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    """(optimizer, its lr schedule): `optim.name` (module docstring) over
+    `learning_rate_schedule`, made once. One optimizer serves every trained net."""
     name = optim_config.get("name", "sgd")
     schedule = learning_rate_schedule(optim_config, total_steps, global_batch)
     if name == "sgd":
-        return optax.chain(
+        tx = optax.chain(
             optax.add_decayed_weights(optim_config.weight_decay, mask=weight_decay_mask),
             optax.sgd(schedule, momentum=optim_config.momentum),
         )
-    if name == "adamw":
-        return optax.adamw(
+    elif name == "adamw":
+        tx = optax.adamw(
             schedule,
             b1=optim_config.momentum,
             weight_decay=optim_config.weight_decay,
             mask=weight_decay_mask,
         )
-    raise ValueError(f"config.optim.name must be one of {OPTIMIZERS}, got {name!r}")
+    else:
+        raise ValueError(f"config.optim.name must be one of {OPTIMIZERS}, got {name!r}")
+    return tx, schedule

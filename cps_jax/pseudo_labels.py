@@ -118,21 +118,18 @@ def select(logits: jax.Array, options: Options, prior: dict | None = None) -> Ps
 # --- running class shares for balance="align", kept in the train state -------------------------
 
 
+def from_probabilities(probs: jax.Array) -> Pseudo:
+    """Soft targets [N,H,W,C] seen as hard labels (argmax, its probability, every pixel kept)."""
+    return Pseudo(
+        labels=jnp.argmax(probs, -1).astype(jnp.int32),
+        confidence=jnp.max(probs, -1),
+        weight=jnp.ones(probs.shape[:-1], jnp.float32),
+    )
+
+
 def initial_prior(num_classes: int) -> dict:
     uniform = jnp.full((num_classes,), 1.0 / num_classes, jnp.float32)
     return {"labeled": uniform, "predicted": uniform}
-
-
-# The methods whose targets go through `select` (hard pseudo labels from two trained nets).
-SELECTING_METHODS = ("cps", "cps_cutmix")
-
-
-def initial_extra(config, num_classes: int) -> dict:
-    """The train state's `extra` for `config`: a running prior per net for balance="align"."""
-    options = Options.from_config(config.pseudo)
-    if options.balance != "align" or config.method not in SELECTING_METHODS:
-        return {}
-    return {"prior": {net: initial_prior(num_classes) for net in ("left", "right")}}
 
 
 def label_share(labels: jax.Array, num_classes: int) -> jax.Array:

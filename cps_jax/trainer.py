@@ -11,9 +11,9 @@ import numpy as np
 from cps_jax import checkpointing, config_checks, datasets, evaluate, input_pipeline
 from cps_jax import logging_utils, parallel, run_config
 from cps_jax import plots
-from cps_jax import distributed, divergence, interrupts, pseudo_labels, visualize
-from cps_jax.optim import learning_rate_schedule, make_optimizer
-from cps_jax.state import create_train_state, net_graphdef
+from cps_jax import distributed, divergence, interrupts, methods, optim, pseudo_labels, visualize
+from cps_jax.models.functional import net_graphdef
+from cps_jax.state import create_train_state
 from cps_jax.train_step import make_train_step
 
 
@@ -37,10 +37,9 @@ class Trainer:
         self.data = data or datasets.load_shared(config.data)
         self.graphdef = net_graphdef(config.model, self.data.num_classes)
         batch = config.batch_size_labeled  # what optim.lr_scaling scales by
-        self.lr_schedule = learning_rate_schedule(config.optim, config.total_steps, batch)
-        self.tx = make_optimizer(config.optim, config.total_steps, batch)
+        self.tx, self.lr_schedule = optim.make(config.optim, config.total_steps, batch)
         replicated = parallel.replicated(self.mesh)
-        extra = pseudo_labels.initial_extra(config, self.data.num_classes)
+        extra = methods.get(config.method).initial_extra(config, self.data.num_classes)
         self.init_fn = jax.jit(
             lambda rng: create_train_state(
                 config.model, self.data.num_classes, self.tx, rng, config.method, extra
@@ -123,7 +122,7 @@ class Trainer:
 
     def evaluate(self, state, step: int, logger) -> dict:
         start = time.perf_counter()
-        results, shown = self.evaluator.run(evaluate.nets_of(state))
+        results, shown = self.evaluator.run(state.nets)
         scalars = {
             f"eval/{net}/{key}": r[key]
             for net, r in results.items()

@@ -37,9 +37,7 @@ def config_for(data_dir):
 def nets_to_arrays(state, prefix):
     import jax
 
-    from cps_jax.evaluate import nets_of
-
-    leaves = jax.tree_util.tree_leaves_with_path(jax.device_get(nets_of(state)))
+    leaves = jax.tree_util.tree_leaves_with_path(jax.device_get(state.nets))
     return {prefix + jax.tree_util.keystr(path): v for path, v in leaves}
 
 

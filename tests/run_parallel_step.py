@@ -72,7 +72,7 @@ def run(devices, workdir, data, initial_state=None):
     batch = parallel.global_batch(global_batch_numpy(), mesh)
     assert len(batch["image_l"].sharding.device_set) == len(devices)
     new_state, _, metrics = trainer.step_fn(state, trainer.initial_health(), batch, rng)
-    results, _ = trainer.evaluator.run(evaluate.nets_of(new_state))
+    results, _ = trainer.evaluator.run(new_state.nets)
     out = {**flat(host_initial, "initial"), **flat(new_state, "state"), **flat(metrics, "metrics")}
     for net, r in results.items():
         for key in ("miou", "pixel_accuracy", "iou"):

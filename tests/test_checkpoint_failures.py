@@ -13,7 +13,7 @@ import pytest
 import cli_runs
 from cps_jax import checkpointing, cli
 from cps_jax.checkpointing import UNREADABLE_DIR
-from cps_jax.optim import make_optimizer
+from cps_jax import optim
 from cps_jax.state import create_train_state
 from cps_jax.trainer import checkpoint_dir
 from configs import demo
@@ -103,12 +103,12 @@ def test_a_checkpoint_without_its_data_iterator_state_gives_way_to_the_one_befor
 
 def test_a_non_finite_checkpoint_is_refused_and_latest_falls_back(config, tmp_path, capsys):
     workdir = str(tmp_path / "run")
-    tx = make_optimizer(config.optim, config.total_steps)
+    tx, _ = optim.make(config.optim, config.total_steps)
     state = jax.jit(lambda r: create_train_state(config.model, NUM_CLASSES, tx, r))(
         jax.random.key_data(jax.random.key(0))
     )
-    nan_params = jax.tree.map(lambda p: p * np.nan, state.left.params)
-    nan = state.replace(left=state.left.replace(params=nan_params))
+    nan_params = jax.tree.map(lambda p: p * np.nan, state.nets["left"]["params"])
+    nan = state.replace(nets=dict(state.nets, left=dict(state.nets["left"], params=nan_params)))
     checkpointer = checkpointing.Checkpointer(checkpoint_dir(workdir))
     checkpointer.save(2, state, metrics={"miou": 0.1})
     checkpointer.save(4, nan, metrics={"miou": 0.3})  # a diverged run's best, as before the guard

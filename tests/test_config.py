@@ -183,9 +183,10 @@ def test_every_config_runs_two_training_steps_with_a_tiny_model(name, arg):
     import jax
     import numpy as np
 
-    from cps_jax.optim import learning_rate_schedule, make_optimizer
-    from cps_jax.state import create_train_state, net_graphdef
-    from cps_jax.train_step import make_train_step, uses_two_unlabeled
+    from cps_jax import methods, optim
+    from cps_jax.models.functional import net_graphdef
+    from cps_jax.state import create_train_state
+    from cps_jax.train_step import make_train_step
 
     path = os.path.join(ROOT, "configs", name)
     spec = importlib.util.spec_from_file_location("config_under_test", path)
@@ -207,17 +208,12 @@ def test_every_config_runs_two_training_steps_with_a_tiny_model(name, arg):
         }
     )
     num_classes, n, size = 19, 2, 32
-    tx = make_optimizer(config.optim, config.total_steps, n)
+    tx, schedule = optim.make(config.optim, config.total_steps, n)
     state = create_train_state(
         config.model, num_classes, tx, jax.random.key_data(jax.random.key(0)), config.method
     )
     step = jax.jit(
-        make_train_step(
-            net_graphdef(config.model, num_classes),
-            config,
-            tx,
-            learning_rate_schedule(config.optim, config.total_steps, n),
-        )
+        make_train_step(net_graphdef(config.model, num_classes), config, tx, schedule)
     )
     rng = np.random.default_rng(0)
     batch = {
@@ -225,7 +221,7 @@ def test_every_config_runs_two_training_steps_with_a_tiny_model(name, arg):
         "mask_l": rng.integers(0, num_classes, (n, size, size)).astype(np.int32),
         "image_u": rng.normal(size=(n, size, size, 3)).astype(np.float32),
     }
-    if uses_two_unlabeled(config.method):
+    if "u1" in methods.get(config.method).streams:
         batch["image_u1"] = rng.normal(size=(n, size, size, 3)).astype(np.float32)
     for i in range(2):
         state, metrics = step(state, batch, jax.random.key_data(jax.random.key(i)))

@@ -6,7 +6,8 @@ import numpy as np
 import ml_collections
 
 from cps_jax import cutmix
-from cps_jax.train_step import Consistency
+from cps_jax.methods.cross_term import CrossTerm
+from configs import demo
 
 
 def cutmix_config(num_boxes=3):
@@ -91,7 +92,10 @@ def test_the_same_mask_mixes_images_and_pseudo_labels():
     logits_0[..., 0] = 5
     logits_1 = np.zeros((4, 12, 16, 3), np.float32)
     logits_1[..., 2] = 5
-    labels = np.asarray(Consistency("cps").mixed_target(logits_0, logits_1, mask))
-    np.testing.assert_array_equal(labels == 2, mixed_image == 1)
-    probs = np.asarray(Consistency("cpc").mixed_target(logits_0, logits_1, mask))
-    np.testing.assert_array_equal(probs.argmax(-1) == 2, mixed_image == 1)
+    sources = {"left": [logits_0, logits_1]}
+    for consistency in ("cps", "cpc"):
+        config = demo.get_config("runlocal")
+        config.loss.consistency = consistency
+        target = CrossTerm.from_config(config).mixed_targets(sources, mask, {})["left"]
+        labels = np.asarray(target.labels if consistency == "cps" else target.argmax(-1))
+        np.testing.assert_array_equal(labels == 2, mixed_image == 1, err_msg=consistency)

@@ -7,7 +7,7 @@ import pytest
 
 from cps_jax import datasets, evaluate, inference, parallel
 from cps_jax.data.transforms import IGNORE_LABEL, normalize
-from cps_jax.state import apply_net, init_net
+from cps_jax.models.functional import apply_net, init_net
 from configs import demo
 
 C = 5

@@ -4,10 +4,12 @@ import jax
 import numpy as np
 import pytest
 
-from cps_jax import datasets, pseudo_labels
-from cps_jax.optim import learning_rate_schedule, make_optimizer
-from cps_jax.state import create_train_state, net_graphdef
-from cps_jax.train_step import METHODS, ema_update, make_train_step, sigmoid_rampup
+from cps_jax import datasets, methods, optim, pseudo_labels
+from cps_jax.methods.mean_teacher import ema_update
+from cps_jax.methods.terms import sigmoid_rampup
+from cps_jax.models.functional import net_graphdef
+from cps_jax.state import create_train_state
+from cps_jax.train_step import make_train_step
 from cps_jax.trainer import Trainer
 from configs import demo
 
@@ -27,18 +29,13 @@ def method_config(method, pseudo=None, strong=None, **loss):
 
 
 def build(config):
-    tx = make_optimizer(config.optim, 100)
-    extra = pseudo_labels.initial_extra(config, NUM_CLASSES)
+    tx, schedule = optim.make(config.optim, 100)
+    extra = methods.get(config.method).initial_extra(config, NUM_CLASSES)
     state = jax.jit(
         lambda r: create_train_state(config.model, NUM_CLASSES, tx, r, config.method, extra)
     )(jax.random.key_data(jax.random.key(0)))
     step = jax.jit(
-        make_train_step(
-            net_graphdef(config.model, NUM_CLASSES),
-            config,
-            tx,
-            learning_rate_schedule(config.optim, 100),
-        )
+        make_train_step(net_graphdef(config.model, NUM_CLASSES), config, tx, schedule)
     )
     return state, step
 
@@ -56,7 +53,7 @@ def batch(seed=0, n=2, size=32):
 
 @pytest.mark.parametrize(
     "method,loss",
-    [(m, {}) for m in METHODS]
+    [(m, {}) for m in methods.names()]
     + [
         ("cps", {"consistency": "cpc"}),
         ("cps", {"cps_on": "labeled"}),
@@ -87,27 +84,30 @@ def test_every_method_and_ablation_runs_two_steps(method, loss):
 
 def test_supervised_has_one_net_and_cps_two_trained_nets():
     sup, _ = build(method_config("supervised"))
-    assert sup.right is None
+    assert set(sup.nets) == set(sup.opt_states) == {"left"}
     cps, _ = build(method_config("cps"))
-    assert cps.right.opt_state is not None
+    assert set(cps.nets) == set(cps.opt_states) == {"left", "right"}
+    left, right = (jax.tree.leaves(cps.nets[n]["params"]) for n in ("left", "right"))
+    assert not all(np.allclose(a, b) for a, b in zip(left, right))  # initialised differently
 
 
 @pytest.mark.parametrize("method", ["mean_teacher", "cutmix_seg"])
 def test_teacher_is_the_ema_of_the_student(method):
     state, step = build(method_config(method, ema_decay=0.9))
     np.testing.assert_array_equal(  # the teacher starts as the student
-        jax.tree.leaves(state.left.params)[0], jax.tree.leaves(state.right.params)[0]
+        jax.tree.leaves(state.nets["left"]["params"])[0],
+        jax.tree.leaves(state.nets["right"]["params"])[0],
     )
     new, _ = step(state, batch(), jax.random.key_data(jax.random.key(0)))
-    for old_t, new_s, new_t in zip(
-        jax.tree.leaves(state.right.params),
-        jax.tree.leaves(new.left.params),
-        jax.tree.leaves(new.right.params),
+    for old_t, new_s, new_t in zip(  # params and BN statistics alike
+        jax.tree.leaves(state.nets["right"]),
+        jax.tree.leaves(new.nets["left"]),
+        jax.tree.leaves(new.nets["right"]),
     ):
         np.testing.assert_allclose(
             new_t, 0.9 * np.asarray(old_t) + 0.1 * np.asarray(new_s), rtol=1e-6, atol=1e-7
         )
-    assert new.right.opt_state is None
+    assert set(new.opt_states) == {"left"}  # the teacher has no optimizer state
 
 
 def test_ema_update_by_hand():
@@ -138,7 +138,7 @@ def test_trainer_runs_each_data_layout(method, tmp_path):
     assert list(results) == names
     assert all(0 <= r["miou"] <= 1 for r in results.values())
     restored = trainer.checkpointer.restore(2, trainer.abstract_state())
-    assert (restored.right is None) == (method == "supervised")
+    assert set(restored.nets) == set(names) - {"ensemble"}
 
 
 def two_steps(method, **options):
@@ -176,8 +176,8 @@ def test_execution_options_give_the_same_step(method, variants):
                     lambda a, b: np.testing.assert_allclose(
                         b, a, rtol=1e-4, atol=1e-5, err_msg=str(options)
                     ),
-                    getattr(getattr(state_a, net), part),
-                    getattr(getattr(state_b, net), part),
+                    state_a.nets[net][part],
+                    state_b.nets[net][part],
                 )
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import optax
 import pytest
 
-from cps_jax.optim import make_optimizer
+from cps_jax import optim
 
 TOTAL_STEPS = 10
 
@@ -39,8 +39,8 @@ def params_and_grads(seed):
 
 
 def assert_optax_gives(config, params, grads, expected):
-    """make_optimizer(config) applied to `grads` from `params` ends at `expected` (per leaf)."""
-    tx = make_optimizer(config, TOTAL_STEPS)
+    """optim.make(config)'s optimizer applied to `grads` from `params` ends at `expected` (per leaf)."""
+    tx, _ = optim.make(config, TOTAL_STEPS)
     state = tx.init(params)
     for g in grads:
         updates, state = tx.update(g, state, params)
@@ -85,7 +85,7 @@ def test_an_unknown_optimizer_is_named():
     with pytest.raises(
         ValueError, match=r"config.optim.name must be one of \('sgd', 'adamw'\), got 'adam'"
     ):
-        make_optimizer(optim_config("adam"), TOTAL_STEPS)
+        optim.make(optim_config("adam"), TOTAL_STEPS)
 
 
 @pytest.mark.parametrize("warmup", [0, 3])

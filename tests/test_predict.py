@@ -13,8 +13,9 @@ from PIL import Image
 from cps_jax import checkpointing, cli, evaluate, export, predict
 from cps_jax.data import synthetic_streets
 from cps_jax.data.transforms import normalize
-from cps_jax.optim import make_optimizer
-from cps_jax.state import apply_net, create_train_state
+from cps_jax import optim
+from cps_jax.models.functional import apply_net
+from cps_jax.state import create_train_state
 from cps_jax.trainer import checkpoint_dir
 from configs import demo
 
@@ -33,13 +34,13 @@ def config(tmp_path_factory):
 def workdir(config, tmp_path_factory):
     """Two checkpoints of untrained nets: step 2 (mIoU 0.5, the best) and step 4 (0.3, the last)."""
     workdir = str(tmp_path_factory.mktemp("run"))
-    tx = make_optimizer(config.optim, config.total_steps)
+    tx, _ = optim.make(config.optim, config.total_steps)
     state = jax.jit(lambda r: create_train_state(config.model, NUM_CLASSES, tx, r))(
         jax.random.key_data(jax.random.key(0))
     )
-    later = state.replace(
-        left=state.left.replace(params=jax.tree.map(lambda p: -p, state.left.params))
-    )
+    left = state.nets["left"]
+    flipped = dict(left, params=jax.tree.map(lambda p: -p, left["params"]))
+    later = state.replace(nets=dict(state.nets, left=flipped))
     checkpointer = checkpointing.Checkpointer(checkpoint_dir(workdir))
     checkpointer.save(2, state, metrics={"miou": 0.5})
     checkpointer.save(4, later, metrics={"miou": 0.3})

@@ -12,8 +12,9 @@ from configs import demo
 from cps_jax import export
 from cps_jax.models import ResNet
 from cps_jax.models import pretrained as P
-from cps_jax.optim import make_optimizer
-from cps_jax.state import create_train_state, init_net
+from cps_jax import optim
+from cps_jax.models.functional import init_net
+from cps_jax.state import create_train_state
 
 NUM_CLASSES = 5
 
@@ -150,7 +151,7 @@ def backbone_arrays(config, seed):
 def make_state(config, path=""):
     config = config.copy_and_resolve_references()
     config.model.pretrained = str(path)
-    tx = make_optimizer(config.optim, 10)
+    tx, _ = optim.make(config.optim, 10)
     return jax.jit(lambda r: create_train_state(config.model, NUM_CLASSES, tx, r))(
         jax.random.key_data(jax.random.key(0))
     )
@@ -158,8 +159,8 @@ def make_state(config, path=""):
 
 def flat_backbone(net):
     return {
-        **traverse_util.flatten_dict(net.params["backbone"], sep="/"),
-        **traverse_util.flatten_dict(net.batch_stats["backbone"], sep="/"),
+        **traverse_util.flatten_dict(net["params"]["backbone"], sep="/"),
+        **traverse_util.flatten_dict(net["batch_stats"]["backbone"], sep="/"),
     }
 
 
@@ -168,18 +169,18 @@ def test_pretrained_backbone_in_both_nets_heads_differ(config, tmp_path):
     path = tmp_path / "r18.npz"
     np.savez(path, **weights)
     state = make_state(config, path)
-    for net in (state.left, state.right):
+    for net in state.nets.values():
         got = flat_backbone(net)
         assert {f"backbone/{k}" for k in got} == set(weights)
         for k, v in got.items():
             np.testing.assert_array_equal(v, weights[f"backbone/{k}"], err_msg=k)
     for name in ("aspp", "reduce_conv", "last_conv1", "classifier"):
-        left = jax.tree.leaves(state.left.params[name])
-        right = jax.tree.leaves(state.right.params[name])
+        left = jax.tree.leaves(state.nets["left"]["params"][name])
+        right = jax.tree.leaves(state.nets["right"]["params"][name])
         assert not any(np.array_equal(a, b) for a, b in zip(left, right) if a.ndim == 4), name
     # Without model.pretrained the backbones are random and differ from each other.
     fresh = make_state(config)
-    a, b = flat_backbone(fresh.left), flat_backbone(fresh.right)
+    a, b = flat_backbone(fresh.nets["left"]), flat_backbone(fresh.nets["right"])
     assert not np.array_equal(a["conv1/kernel"], b["conv1/kernel"])
     assert not np.array_equal(a["conv1/kernel"], weights["backbone/conv1/kernel"])
 
@@ -197,7 +198,7 @@ def test_pretrained_from_a_cps_jax_export_takes_its_left_backbone(config, tmp_pa
     export.save(export.Model(config, nets, names, colours, step=3), path)
     state = make_state(config, path)
     expected = backbone_arrays(config, seed=7)
-    for net in (state.left, state.right):
+    for net in state.nets.values():
         got = flat_backbone(net)
         assert {f"backbone/{k}" for k in got} == set(expected)
         for k, v in got.items():
@@ -314,7 +315,7 @@ def test_pth_through_the_cli_and_model_pretrained(tnets, config, tmp_path, capsy
         assert all(np.array_equal(loaded[k], want[k]) for k in want)
 
     state = make_state(config, pth)  # a .pth directly, converted on load
-    got = flat_backbone(state.right)
+    got = flat_backbone(state.nets["right"])
     assert all(np.array_equal(got[k.removeprefix("backbone/")], v) for k, v in want.items())
 
     # A checkpoint with a tensor missing fails conversion, naming it.

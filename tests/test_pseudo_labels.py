@@ -8,7 +8,8 @@ import pytest
 
 from cps_jax import losses, pseudo_labels
 from cps_jax.pseudo_labels import Options
-from cps_jax.train_step import cps_weight_schedule, sigmoid_rampup
+from cps_jax.methods.cross_term import cps_weight_schedule
+from cps_jax.methods.terms import sigmoid_rampup
 
 
 def logits_of(probs):

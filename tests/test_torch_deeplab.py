@@ -7,7 +7,7 @@ parameters and BN statistics are copied into it by name, then both sides compute
   - the BN running statistics after a train-mode forward (bn_running_var="unbiased": PyTorch's
     momentum-0.1 update of the mean and the unbiased variance);
   - two CPS steps without CutMix (a ResNet-18 pair; cps_jax.train_step.make_train_step with
-    cps_jax.optim.make_optimizer against the reference's loss and SGD: momentum, weight decay
+    cps_jax.optim.make against the reference's loss and SGD: momentum, weight decay
     on conv weights only, poly lr), labels with ignored (255) pixels: per step the loss, the
     gradients of every parameter of both nets and the optimizer's updates (recorded by optax
     stages around cps_jax's optimizer), the parameters and BN statistics after it. Each step
@@ -29,8 +29,9 @@ from flax import nnx, traverse_util
 from configs import demo
 from cps_jax.models import build_model
 from cps_jax.models import pretrained as P
-from cps_jax.optim import learning_rate_schedule, make_optimizer
-from cps_jax.state import NetState, TrainState, apply_net
+from cps_jax import optim
+from cps_jax.models.functional import apply_net
+from cps_jax.state import TrainState
 from cps_jax.train_step import make_train_step
 
 torch = pytest.importorskip("torch")
@@ -335,29 +336,25 @@ def test_cps_step_gradients_and_sgd_match_pytorch(precision):
     tol = TOL[precision]
     config = cps_config(precision, depth=18)
     # cps_jax's optimizer between two stages that record each step's gradients and updates.
-    tx = optax.chain(capture(), make_optimizer(config.optim, TOTAL_STEPS), capture())
+    sgd, schedule = optim.make(config.optim, TOTAL_STEPS)
+    tx = optax.chain(capture(), sgd, capture())
     graphdef, (left, right) = random_nets(config, [1, 2])
-    step = jax.jit(
-        make_train_step(graphdef, config, tx, learning_rate_schedule(config.optim, TOTAL_STEPS))
-    )
+    step = jax.jit(make_train_step(graphdef, config, tx, schedule))
     start = {"left": left, "right": right}
     state = TrainState(
         step=jnp.zeros((), jnp.int32),
-        **{
-            name: NetState(params=p, batch_stats=s, opt_state=tx.init(p))
-            for name, (p, s) in start.items()
-        },
+        nets={name: {"params": p, "batch_stats": s} for name, (p, s) in start.items()},
+        opt_states={name: tx.init(p) for name, (p, _) in start.items()},
     )
     for it, batch in enumerate(cps_batches(dtype)):
         # Both sides start each step from cps_jax's state: the nets are chaotic enough that
         # float32 rounding of one step grows to more than 1e-4 in the next one's gradients.
-        before = {name: getattr(state, name) for name in ("left", "right")}
         tnets = {
-            name: torch_net(18, net.params, net.batch_stats, tdtype).train()
-            for name, net in before.items()
+            name: torch_net(18, net["params"], net["batch_stats"], tdtype).train()
+            for name, net in state.nets.items()
         }
         lr = torch_deeplab.poly_lr(LR, it, TOTAL_STEPS)
-        trace = {n: optax.tree_utils.tree_get(net.opt_state, "trace") for n, net in before.items()}
+        trace = {n: optax.tree_utils.tree_get(s, "trace") for n, s in state.opt_states.items()}
         topts = {
             name: torch_sgd(net, trace[name] if it else None, lr) for name, net in tnets.items()
         }
@@ -378,9 +375,9 @@ def test_cps_step_gradients_and_sgd_match_pytorch(precision):
         what = f"{precision} step {it}"
         check({"loss": metrics["loss"]}, {"loss": loss.item()}, tol, f"{what} loss")
         for name, tnet in tnets.items():
-            net = getattr(state, name)
+            net, opt_state = state.nets[name], state.opt_states[name]
             check(
-                traverse_util.flatten_dict(net.opt_state[0], sep="/"),
+                traverse_util.flatten_dict(opt_state[0], sep="/"),
                 torch_flat(tnet, "grad"),
                 tol,
                 f"{what} {name} gradients",
@@ -388,11 +385,11 @@ def test_cps_step_gradients_and_sgd_match_pytorch(precision):
             # The updates on their own scale: cps_jax's as the optimizer returned them,
             # PyTorch's -lr * momentum buffer (what its SGD subtracts; weight decay inside).
             check(
-                traverse_util.flatten_dict(net.opt_state[2], sep="/"),
+                traverse_util.flatten_dict(opt_state[2], sep="/"),
                 torch_flat(tnet, "update", topts[name]),
                 tol,
                 f"{what} {name} updates",
             )
             # The parameters after the step, and the BN statistics after its two forwards.
-            got, want = flat(net.params, net.batch_stats), torch_flat(tnet, "state")
+            got, want = flat(net["params"], net["batch_stats"]), torch_flat(tnet, "state")
             check(got, want, tol, f"{what} {name} parameters and BN statistics")

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from cps_jax import cli, datasets
-from cps_jax.optim import learning_rate_schedule, make_optimizer
-from cps_jax.state import create_train_state, net_graphdef
+from cps_jax import optim
+from cps_jax.models.functional import net_graphdef
+from cps_jax.state import create_train_state
 from cps_jax.train_step import make_train_step
 from cps_jax.trainer import Trainer
 from configs import demo
@@ -30,13 +31,13 @@ def data(config):
 
 
 def _state_and_step(config, num_classes=NUM_CLASSES, total_steps=100):
-    tx = make_optimizer(config.optim, total_steps)
+    tx, schedule = optim.make(config.optim, total_steps)
     graphdef = net_graphdef(config.model, num_classes)
     state = jax.jit(lambda r: create_train_state(config.model, num_classes, tx, r))(
         jax.random.key_data(jax.random.key(0))
     )
     step = jax.jit(
-        make_train_step(graphdef, config, tx, learning_rate_schedule(config.optim, total_steps))
+        make_train_step(graphdef, config, tx, schedule)
     )
     return state, step
 
@@ -52,7 +53,7 @@ def _fixed_batch(n=2, size=32, seed=0):
 
 def test_the_two_nets_start_different(config):
     state, _ = _state_and_step(config)
-    left, right = jax.tree.leaves(state.left.params), jax.tree.leaves(state.right.params)
+    left, right = (jax.tree.leaves(state.nets[n]["params"]) for n in ("left", "right"))
     kernels_differ = [not np.array_equal(a, b) for a, b in zip(left, right) if a.ndim == 4]
     assert kernels_differ and all(kernels_differ)
 
@@ -71,7 +72,8 @@ def test_a_few_steps_on_one_batch_drive_the_loss_down(config):
 def test_batch_stats_are_updated_by_training(config):
     state, step = _state_and_step(config)
     new, _ = step(state, _fixed_batch(), jax.random.key_data(jax.random.key(0)))
-    before, after = jax.tree.leaves(state.left.batch_stats), jax.tree.leaves(new.left.batch_stats)
+    before = jax.tree.leaves(state.nets["left"]["batch_stats"])
+    after = jax.tree.leaves(new.nets["left"]["batch_stats"])
     assert any(not np.allclose(a, b) for a, b in zip(before, after))
 
 
@@ -93,14 +95,14 @@ def test_resume_equals_uninterrupted_training(config, data, tmp_path):
     assert int(resumed.state.step) == 4
     for net in ("left", "right"):
         _params_allclose(
-            getattr(straight.state, net).params,
-            getattr(resumed.state, net).params,
+            straight.state.nets[net]["params"],
+            resumed.state.nets[net]["params"],
             rtol=1e-6,
             atol=1e-7,
         )
         _params_allclose(
-            getattr(straight.state, net).batch_stats,
-            getattr(resumed.state, net).batch_stats,
+            straight.state.nets[net]["batch_stats"],
+            resumed.state.nets[net]["batch_stats"],
             rtol=1e-6,
             atol=1e-7,
         )
@@ -158,7 +160,7 @@ def test_best_checkpoint_is_kept_and_selectable(config, data, tmp_path):
 
 
 def test_cps_reduction_mean_is_the_concatenated_mean_and_sum_is_the_papers():
-    from cps_jax.train_step import combine_cps
+    from cps_jax.methods.cross_term import combine_cps
 
     # Labeled part: 2 images, unlabeled: 6; the mean over all 8 weighs them by image count.
     np.testing.assert_allclose(combine_cps(1.0, 3.0, 2, 6, "mean"), (2 * 1.0 + 6 * 3.0) / 8)

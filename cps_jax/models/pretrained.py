@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx, traverse_util
 
+from cps_jax import export
 from cps_jax.models.resnet import BLOCKS, ResNet
 
 __all__ = [
@@ -183,8 +184,6 @@ def read_torch_checkpoint(path: str) -> dict[str, np.ndarray]:
 def backbone_of_export(path: str) -> dict[str, np.ndarray]:
     """Flat backbone arrays of the left net of a `cps-export` file (`.cpsj`): a backbone that
     cps_jax trained itself, e.g. on a labeled source domain, to start other runs from."""
-    from cps_jax import export
-
     net = export.load(path, flag="").nets.get("left")
     if net is None:
         raise ValueError(f"{path}: has no left net (export it with --net left or both)")

@@ -14,9 +14,9 @@ learning rate is 0.1, the best of {0.02, 0.1} for the supervised baseline, for e
 Args that change the regime for every cell alike: `scenes=N` trains on N generated scenes instead
 of 1000 (fewer scenes, fewer labeled images at each fraction), `optim=adamw` uses AdamW at lr
 0.002, weight decay 0.01 instead of SGD at lr 0.1, `domain=weather` renders the scenes under
-varied weather and time of day (`cps_jax/data/synthetic_streets.py`), `pretrained=FILE` starts
-every net from that backbone (see README, "Pretrained backbones"), `classes=benchmark` keeps the
-classes of BENCHMARK_CLASSES (the others become ignore), `steps=N` trains N steps, e.g.
+varied weather and time of day (`cps_jax/data/synthetic_streets/weather.py`), `pretrained=FILE`
+starts every net from that backbone (see README, "Pretrained backbones"), `classes=benchmark` keeps
+the classes of BENCHMARK_CLASSES (the others become ignore), `steps=N` trains N steps, e.g.
 
   python benchmarks/ssl_table.py --config configs/ssl_table.py:scenes=256,optim=adamw
 

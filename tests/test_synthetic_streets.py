@@ -138,9 +138,7 @@ def _seeds_by_condition(per_condition=3):
 
 
 def _depth(seed):
-    scene_ = ss._Scene(seed, H, W, "weather")
-    scene_.render()
-    return scene_.depth
+    return ss.render_layers(seed, H, W, "weather")[2]
 
 
 def _luma(image):

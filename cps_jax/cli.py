@@ -7,13 +7,13 @@ import time
 
 import jax
 
-from cps_jax import checkpointing, config_checks, datasets, distributed, export, inference
+from cps_jax import config_checks, datasets, distributed, export, inference
 from cps_jax import parallel, run_config
 from cps_jax import predict as predict_lib
 from cps_jax.errors import ConfigError
 from cps_jax.evaluate import Evaluator
 from cps_jax.models.functional import net_graphdef
-from cps_jax.state import init_nets
+from cps_jax.restore import restore_nets
 from cps_jax.trainer import Trainer, checkpoint_dir, write_results
 from cps_jax.workdir_lock import WorkdirLock
 
@@ -40,36 +40,6 @@ def train(config, workdir: str) -> dict:
             lock.release()
     distributed.print_main(f"Done in {time.perf_counter() - start:.0f}s.")
     return results
-
-
-def abstract_nets(config, num_classes: int, sharding):
-    """Shapes of the nets' params and BN statistics (TrainState.nets), without an optimizer."""
-    # Shapes only: the pretrained backbone (same shapes) need not be read, nor still exist.
-    model_config = config.model.copy_and_resolve_references()
-    model_config.pretrained = ""
-    rng = jax.random.key_data(jax.random.key(0))
-    shapes = jax.eval_shape(lambda: init_nets(model_config, num_classes, rng, config.method))
-    return checkpointing.abstract_like(shapes, sharding)
-
-
-def restore_nets(config, workdir: str, num_classes: int, mesh, step="latest"):
-    """(step, nets): the nets' params and BN statistics only, never the optimizer state. For
-    'latest', a checkpoint that cannot be read gives way to the one before, with a warning."""
-    checkpointer = checkpointing.Checkpointer(checkpoint_dir(workdir), read_only=True)
-    resolved = checkpointer.resolve_step(step)
-    older = [s for s in sorted(checkpointer.all_steps(), reverse=True) if s < resolved]
-    abstract = abstract_nets(config, num_classes, parallel.replicated(mesh))
-    found, nets, failures = checkpointing.restore_newest(
-        [resolved] + (older if step == "latest" else []),
-        lambda s: checkpointing.check_finite(checkpointer.restore_nets(s, abstract)),
-        checkpointer.directory,
-    )
-    for bad, reason in failures:
-        checkpointing.warn(
-            f"checkpoint step {bad} in {checkpointer.directory} cannot be read ({reason}); "
-            f"using step {found}"
-        )
-    return found, nets
 
 
 def evaluate_checkpoint(config, workdir: str, *, step="latest", split: str = "validation"):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cps_jax import checkpointing, cli, evaluate, export, predict
+from cps_jax import checkpointing, cli, evaluate, export, predict, restore
 from cps_jax.data import synthetic_streets
 from cps_jax.data.transforms import normalize
 from cps_jax import optim
@@ -77,7 +77,7 @@ def test_export_then_predict_equals_predicting_from_the_checkpoint(config, workd
     assert model.step == 2 and set(model.nets) == {"left", "right"}
     assert model.class_names == synthetic_streets.CLASS_NAMES
     np.testing.assert_array_equal(model.palette, synthetic_streets.PALETTE)
-    _, restored = cli.restore_nets(
+    _, restored = restore.restore_nets(
         config, workdir, NUM_CLASSES, jax.sharding.Mesh(jax.devices(), ("data",)), 2
     )
     for a, b in zip(jax.tree.leaves(model.nets), jax.tree.leaves(jax.device_get(restored))):

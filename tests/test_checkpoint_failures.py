@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import cli_runs
-from cps_jax import checkpointing, cli, restore
+from cps_jax import checkpointing, restore
+from cps_jax.commands import export as cps_export
 from cps_jax.checkpointing import UNREADABLE_DIR
 from cps_jax import optim
 from cps_jax.state import create_train_state
@@ -120,7 +121,7 @@ def test_a_non_finite_checkpoint_is_refused_and_latest_falls_back(config, tmp_pa
     step, _ = restore.restore_nets(config, workdir, NUM_CLASSES, mesh, "latest")
     assert step == 2 and "step 4" in capsys.readouterr().err
     with pytest.raises(checkpointing.Unreadable, match="non-finite"):
-        cli.export_model(config, workdir, step="4", output=str(tmp_path / "m.cpsj"))
+        cps_export.export_model(config, workdir, step="4", output=str(tmp_path / "m.cpsj"))
 
 
 # ------------------------------------------------------------------------ stopping on request

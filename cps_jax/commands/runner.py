@@ -145,7 +145,7 @@ def run_command(main, usage: str, define_flags) -> None:
     """A console script: defines the command's flags (only those), then runs `main` as `run`.
     `usage`: the command's one-paragraph usage (its module docstring), the head of its --help."""
     global _command_help
-    known = set(FLAGS)  # absl's own
+    known = set(FLAGS)  # absl's own, and any that an imported library defined
     define_flags()
     own = [FLAGS[n] for n in FLAGS if n not in known and FLAGS[n].name == n]  # long names only
     _command_help = _help_text(usage, own)

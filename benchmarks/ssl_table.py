@@ -151,7 +151,7 @@ def ensure_source(module, path: str) -> None:
     """Trains (or resumes) the source backbone's run next to `path` and exports its left net."""
     if os.path.exists(path):
         return
-    from cps_jax import cli
+    from cps_jax.commands import export as cps_export
 
     config = module.source_config()
     if FLAGS.tiny:
@@ -160,7 +160,7 @@ def ensure_source(module, path: str) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     print(f"=== source backbone: training {workdir}, then exporting {path}", flush=True)
     Trainer(config, workdir).train()
-    cli.export_model(config, workdir, step="latest", net="left", output=path)
+    cps_export.export_model(config, workdir, step="latest", net="left", output=path)
 
 
 def mean_spread(values):

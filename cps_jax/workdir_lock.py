@@ -3,7 +3,7 @@
 The lock itself is an flock on that file, which the kernel drops when its process ends however
 it ends (kill -9 included): a lock file left behind by a killed run is stale and simply taken
 over. Where the file system has no flock, the file's content decides: a holder whose pid is not
-alive on this host is stale. On several hosts only process 0 takes the lock (see cli.train).
+alive on this host is stale. On several hosts only process 0 takes the lock (see commands/train.py).
 """
 
 import datetime

@@ -18,11 +18,11 @@ CONFIG = "configs/demo.py:runlocal"
 DATA_DIR = tempfile.mkdtemp(prefix="cps_cli_data_")
 atexit.register(shutil.rmtree, DATA_DIR, ignore_errors=True)
 ENTRY = {
-    "train": "from cps_jax.main import train_main as m",
-    "eval": "from cps_jax.main import eval_main as m",
-    "export": "from cps_jax.main import export_main as m",
-    "predict": "from cps_jax.main import predict_main as m",
-    "prepare": "from cps_jax.main import prepare_main as m",
+    "train": "from cps_jax.commands.train import main as m",
+    "eval": "from cps_jax.commands.evaluate import main as m",
+    "export": "from cps_jax.commands.export import main as m",
+    "predict": "from cps_jax.commands.predict import main as m",
+    "prepare": "from cps_jax.commands.prepare import main as m",
 }
 
 

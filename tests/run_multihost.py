@@ -76,7 +76,7 @@ def single(workdir, data_dir, multi_workdir, out):
     import jax
     import numpy as np
 
-    from cps_jax import cli
+    from cps_jax.commands import evaluate as cps_eval
     from cps_jax.trainer import Trainer, checkpoint_dir
     from cps_jax.checkpointing import Checkpointer
 
@@ -88,7 +88,7 @@ def single(workdir, data_dir, multi_workdir, out):
     checkpointer = Checkpointer(checkpoint_dir(multi_workdir), read_only=True)
     restored = checkpointer.restore(checkpointer.latest_step(), trainer.abstract_state())
     # ...and evaluated by the standalone evaluation (nets only).
-    step, _, evaluated = cli.evaluate_checkpoint(config, multi_workdir, step="latest")
+    step, _, evaluated = cps_eval.evaluate_checkpoint(config, multi_workdir, step="latest")
     np.savez(
         out,
         step=step,

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import cli_runs
-from cps_jax import checkpointing, cli
+from cps_jax import checkpointing, restore
+from cps_jax.commands import export as cps_export
 from cps_jax.checkpointing import UNREADABLE_DIR
 from cps_jax import optim
 from cps_jax.state import create_train_state
@@ -116,11 +117,11 @@ def test_a_non_finite_checkpoint_is_refused_and_latest_falls_back(config, tmp_pa
     checkpointer.close()
     mesh = jax.sharding.Mesh(jax.devices(), ("data",))
     with pytest.raises(checkpointing.Unreadable, match="step 4 .* holds non-finite values"):
-        cli.restore_nets(config, workdir, NUM_CLASSES, mesh, "best")
-    step, _ = cli.restore_nets(config, workdir, NUM_CLASSES, mesh, "latest")
+        restore.restore_nets(config, workdir, NUM_CLASSES, mesh, "best")
+    step, _ = restore.restore_nets(config, workdir, NUM_CLASSES, mesh, "latest")
     assert step == 2 and "step 4" in capsys.readouterr().err
     with pytest.raises(checkpointing.Unreadable, match="non-finite"):
-        cli.export_model(config, workdir, step="4", output=str(tmp_path / "m.cpsj"))
+        cps_export.export_model(config, workdir, step="4", output=str(tmp_path / "m.cpsj"))
 
 
 # ------------------------------------------------------------------------ stopping on request
@@ -169,7 +170,7 @@ def test_ctrl_c_during_an_async_save_lets_it_land_and_says_so_in_one_line(tmp_pa
     directory = os.path.join(workdir, "checkpoints")
     assert not [d for d in os.listdir(directory) if "tmp" in d]  # nothing half written
     assert _steps(workdir)[-1] == int(match[2]) >= 2
-    step, _ = cli.restore_nets(
+    step, _ = restore.restore_nets(
         demo.get_config("runlocal"), workdir, NUM_CLASSES, jax.sharding.Mesh(jax.devices(), ("d",))
     )
     assert step == int(match[2])

@@ -32,8 +32,9 @@ def test_arg_suffix_variants():
 def _flags(*args):
     """Parses command-line flags exactly as the console scripts do, and prints the resolved config."""
     code = (
-        "import sys; from absl import flags; from cps_jax import main; "
-        "main._parse_flags(sys.argv); print(flags.FLAGS.config.optim.lr, flags.FLAGS.config.model.width, "
+        "import sys; from absl import flags; from cps_jax.commands import runner, train; "
+        "train.define_flags(); runner.parse_flags(sys.argv); "
+        "print(flags.FLAGS.config.optim.lr, flags.FLAGS.config.model.width, "
         "flags.FLAGS.config.data.crop_size)"
     )
     return subprocess.run(
@@ -232,8 +233,8 @@ def test_every_config_runs_two_training_steps_with_a_tiny_model(name, arg):
 def test_library_info_logs_only_with_verbosity(verbosity, info_shown):
     """Progress lines must not drown in the libraries' INFO logs; --verbosity=0 brings them back."""
     code = (
-        "from absl import logging; from cps_jax import main; "
-        "main._run(lambda argv: logging.info('an info line') or logging.warning('a warning line'))"
+        "from absl import logging; from cps_jax.commands import runner; "
+        "runner.run(lambda argv: logging.info('an info line') or logging.warning('a warning line'))"
     )
     args = [] if verbosity is None else [f"--verbosity={verbosity}"]
     out = subprocess.run(
@@ -317,13 +318,14 @@ def test_cps_train_with_a_wrong_value_exits_2_with_one_line(tmp_path):
 def test_the_libraries_noise_is_dropped_and_the_users_messages_kept():
     """Warnings no user can act on (console.NOISE) are dropped; everything else shows."""
     code = (
-        "from absl import logging; from cps_jax import main, console\n"
+        "from absl import logging; from cps_jax import console\n"
+        "from cps_jax.commands import runner\n"
         "def run(argv):\n"
         "    for noise in console.NOISE:\n"
         "        logging.warning(noise + ' (details)')\n"
         "    logging.warning('the user: OpenCV is missing from my own list')\n"
         "    logging.error('a real error of the checkpoint library')\n"
-        "main._run(run)\n"
+        "runner.run(run)\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code, "prog"], capture_output=True, text=True, cwd=ROOT
@@ -336,10 +338,10 @@ def test_the_libraries_noise_is_dropped_and_the_users_messages_kept():
 
 def test_a_full_disk_is_one_line_naming_the_file():
     code = (
-        "import errno; from cps_jax import main\n"
+        "import errno; from cps_jax.commands import runner\n"
         "def run(argv):\n"
         "    raise OSError(errno.ENOSPC, 'No space left on device', 'runs/a/metrics.jsonl')\n"
-        "main._run(run)\n"
+        "runner.run(run)\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code, "prog"], capture_output=True, text=True, cwd=ROOT

@@ -193,7 +193,7 @@ def test_one_process_is_a_no_op():
 
 def test_incomplete_flags_without_a_cluster_stop_with_a_clear_error(tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "cps_jax.main", "--config=configs/demo.py:runlocal",
+        [sys.executable, "-m", "cps_jax.commands.train", "--config=configs/demo.py:runlocal",
          f"--workdir={tmp_path}", "--num_processes=2"],
         capture_output=True, text=True, cwd=ROOT, env=_env(1), timeout=300,
     )  # fmt: skip

@@ -10,7 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cps_jax import checkpointing, cli, evaluate, export, predict
+from cps_jax import checkpointing, evaluate, export, predict, restore
+from cps_jax.commands import evaluate as cps_eval
+from cps_jax.commands import export as cps_export
+from cps_jax.commands import predict as cps_predict
+from cps_jax.errors import ConfigError
 from cps_jax.data import synthetic_streets
 from cps_jax.data.transforms import normalize
 from cps_jax import optim
@@ -70,14 +74,14 @@ def _read(path):
 
 
 def test_export_then_predict_equals_predicting_from_the_checkpoint(config, workdir, tmp_path):
-    path = cli.export_model(
+    path = cps_export.export_model(
         config, workdir, step="best", net="both", output=str(tmp_path / "m.cpsj")
     )
     model = export.load(path)
     assert model.step == 2 and set(model.nets) == {"left", "right"}
     assert model.class_names == synthetic_streets.CLASS_NAMES
     np.testing.assert_array_equal(model.palette, synthetic_streets.PALETTE)
-    _, restored = cli.restore_nets(
+    _, restored = restore.restore_nets(
         config, workdir, NUM_CLASSES, jax.sharding.Mesh(jax.devices(), ("data",)), 2
     )
     for a, b in zip(jax.tree.leaves(model.nets), jax.tree.leaves(jax.device_get(restored))):
@@ -86,11 +90,13 @@ def test_export_then_predict_equals_predicting_from_the_checkpoint(config, workd
     names = _write_images(tmp_path / "in")
     outs = {}
     for source, loaded in {
-        "file": cli.load_model(model_file=path, net="both"),
-        "checkpoint": cli.load_model(config=config, workdir=workdir, step="best", net="both"),
+        "file": cps_predict.load_model(model_file=path, net="both"),
+        "checkpoint": cps_predict.load_model(
+            config=config, workdir=workdir, step="best", net="both"
+        ),
     }.items():
         outs[source] = str(tmp_path / source)
-        failed = cli.predict(loaded, str(tmp_path / "in"), outs[source], progress=False)
+        failed = cps_predict.predict(loaded, str(tmp_path / "in"), outs[source], progress=False)
         assert [os.path.basename(p) for p, _ in failed] == ["corrupt.png"]
     for kind in predict.OUTPUTS:
         for name in names:
@@ -101,19 +107,19 @@ def test_export_then_predict_equals_predicting_from_the_checkpoint(config, workd
 
 
 def test_model_files_name_what_is_wrong(config, workdir, tmp_path):
-    path = cli.export_model(
+    path = cps_export.export_model(
         config, workdir, step="latest", net="left", output=str(tmp_path / "l.cpsj")
     )
     assert export.load(path).step == 4
-    with pytest.raises(cli.ConfigError, match=r"--net=right: .*l\.cpsj has no right net"):
-        cli.load_model(model_file=path, net="right")
+    with pytest.raises(ConfigError, match=r"--net=right: .*l\.cpsj has no right net"):
+        cps_predict.load_model(model_file=path, net="right")
     (tmp_path / "junk.cpsj").write_bytes(b"\x00\x01 not msgpack")
-    with pytest.raises(cli.ConfigError, match="not a cps_jax model file"):
-        cli.load_model(model_file=str(tmp_path / "junk.cpsj"))
+    with pytest.raises(ConfigError, match="not a cps_jax model file"):
+        cps_predict.load_model(model_file=str(tmp_path / "junk.cpsj"))
     with pytest.raises(ValueError, match="--input .*no image files"):
         predict.find_images(str(tmp_path / "nothing*.png"))
-    with pytest.raises(cli.ConfigError, match="--window"):
-        cli.predict(
+    with pytest.raises(ConfigError, match="--window"):
+        cps_predict.predict(
             export.load(path),
             path,
             str(tmp_path / "o"),
@@ -124,7 +130,7 @@ def test_model_files_name_what_is_wrong(config, workdir, tmp_path):
 def test_predict_command_on_mixed_images_writes_the_nets_predictions_and_fails_on_corrupt(
     config, workdir, tmp_path
 ):
-    model_path = cli.export_model(
+    model_path = cps_export.export_model(
         config, workdir, step="best", net="left", output=str(tmp_path / "m.cpsj")
     )
     names = _write_images(tmp_path / "in")
@@ -133,7 +139,7 @@ def test_predict_command_on_mixed_images_writes_the_nets_predictions_and_fails_o
         [
             sys.executable,
             "-c",
-            "from cps_jax.main import predict_main; predict_main()",
+            "from cps_jax.commands.predict import main; main()",
             f"--model={model_path}",
             f"--input={tmp_path / 'in'}",
             f"--output={out}",
@@ -178,15 +184,15 @@ def test_predict_command_on_mixed_images_writes_the_nets_predictions_and_fails_o
 
 
 def test_eval_of_best_and_latest_and_the_trainers_report(config, workdir, capsys):
-    out = cli.evaluate(config, workdir, step="best,latest")
+    out = cps_eval.evaluate(config, workdir, step="best,latest")
     assert [(w, s) for w, (s, _) in out.items()] == [("best", 2), ("latest", 4)]
     printed = capsys.readouterr().out
     best, latest = out["best"][1]["left"]["miou"], out["latest"][1]["left"]["miou"]
     assert f"best (step 2) {100 * best:.2f}, latest (step 4) {100 * latest:.2f}" in printed
     assert os.path.exists(os.path.join(workdir, "eval_validation_2.md"))
     assert os.path.exists(os.path.join(workdir, "eval_validation_4.md"))
-    with pytest.raises(cli.ConfigError, match="--step='best,soon'"):
-        cli.parse_steps("best,soon")
+    with pytest.raises(ConfigError, match="--step='best,soon'"):
+        cps_eval.parse_steps("best,soon")
 
     checkpointer = checkpointing.Checkpointer(checkpoint_dir(workdir), read_only=True)
     best_ckpt = evaluate.best_checkpoint(checkpointer)

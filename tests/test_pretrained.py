@@ -332,13 +332,13 @@ def test_pth_through_the_cli_and_model_pretrained(tnets, config, tmp_path, capsy
 def test_checkpoint_shapes_do_not_read_the_pretrained_file(config, tmp_path):
     """cps-eval restores a checkpoint of a run that was started from pretrained weights; the
     weight file may be gone by then, and its shapes are the net's own."""
-    from cps_jax import cli
+    from cps_jax import restore
 
     gone = config.copy_and_resolve_references()
     gone.model.pretrained = str(tmp_path / "moved_away.npz")
     sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    want = cli.abstract_nets(config, NUM_CLASSES, sharding)
-    got = cli.abstract_nets(gone, NUM_CLASSES, sharding)
+    want = restore.abstract_nets(config, NUM_CLASSES, sharding)
+    got = restore.abstract_nets(gone, NUM_CLASSES, sharding)
     assert jax.tree.structure(got) == jax.tree.structure(want)
     assert jax.tree.leaves(jax.tree.map(lambda a, b: a.shape == b.shape, got, want))
     assert gone.model.pretrained.endswith("moved_away.npz")  # the caller's config is untouched

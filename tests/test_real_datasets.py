@@ -13,7 +13,10 @@ import pytest
 import scipy.io
 
 import fake_archives as fa
-from cps_jax import cli, datasets
+from cps_jax import datasets
+from cps_jax.commands import evaluate as cps_eval
+from cps_jax.commands import prepare as cps_prepare
+from cps_jax.errors import ConfigError
 from cps_jax.data import archives, cityscapes, partitions, voc
 from cps_jax.data.archives import DataError
 
@@ -373,22 +376,22 @@ def test_paper_partition_counts_for_the_real_sizes(num_train, counts):
 # ------------------------------------------------------------------------------ cps-prepare CLI
 def test_prepare_by_name(tmp_path, capsys):
     fa.image_folder(str(tmp_path / "mine"), num_images=3)
-    data = cli.prepare_dataset(
+    data = cps_prepare.prepare_dataset(
         "image_folder", data_dir=str(tmp_path / "d"), folder=str(tmp_path / "mine"), manual_dir=None
     )
     assert len(data.train) + len(data.validation) == 3
     assert (
         "image_folder: 2 train, 1 validation, 2 unlabeled-only examples" in capsys.readouterr().out
     )
-    with pytest.raises(cli.ConfigError, match="unknown data set 'voc'"):
-        cli.prepare_dataset("voc")
+    with pytest.raises(ConfigError, match="unknown data set 'voc'"):
+        cps_prepare.prepare_dataset("voc")
 
 
 def test_prepare_command_reports_a_missing_archive(tmp_path):
     cmd = [
         sys.executable,
         "-c",
-        "from cps_jax.main import prepare_main; prepare_main()",
+        "from cps_jax.commands.prepare import main; main()",
         "cityscapes",
         f"--manual_dir={tmp_path}",
         f"--data_dir={tmp_path / 'data'}",
@@ -448,10 +451,10 @@ def test_every_command_loads_data_on_process_zero_first(monkeypatch, tmp_path):
     monkeypatch.setattr(distributed, "process_zero_first", recording)
     config = demo.get_config("runlocal")
     config.data.data_dir = str(tmp_path / "data")
-    cli.prepare(config)
+    cps_prepare.prepare(config)
     assert calls == ["prepare data"]
     trainer.Trainer(config, str(tmp_path / "run"))
     assert calls == ["prepare data"] * 2
     with pytest.raises(FileNotFoundError):  # no checkpoint yet: the data come first
-        cli.evaluate_checkpoint(config, str(tmp_path / "run"))
+        cps_eval.evaluate_checkpoint(config, str(tmp_path / "run"))
     assert calls == ["prepare data"] * 3

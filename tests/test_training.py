@@ -7,7 +7,8 @@ import jax
 import numpy as np
 import pytest
 
-from cps_jax import cli, datasets
+from cps_jax import datasets
+from cps_jax.commands import evaluate as cps_eval
 from cps_jax import optim
 from cps_jax.models.functional import net_graphdef
 from cps_jax.state import create_train_state
@@ -117,7 +118,7 @@ def test_checkpoint_round_trip_and_standalone_eval(config, data, tmp_path):
     )
     _params_allclose(jax.device_get(trainer.state), jax.device_get(restored), rtol=0, atol=0)
     # The standalone evaluation restores params only and gets the training-time figures.
-    step, _, evaluated = cli.evaluate_checkpoint(config, workdir, step="latest")
+    step, _, evaluated = cps_eval.evaluate_checkpoint(config, workdir, step="latest")
     assert step == config.total_steps
     for net in ("left", "right", "ensemble"):
         np.testing.assert_allclose(evaluated[net]["miou"], results[net]["miou"], rtol=1e-6)

@@ -80,22 +80,27 @@ def trained(tmp_path_factory):
 
 
 def test_the_run_keeps_its_config_and_the_commands_use_it_by_default(trained, tmp_path):
-    from cps_jax import cli, export, run_config
+    from cps_jax import export, run_config
+    from cps_jax.commands import evaluate as cps_eval
+    from cps_jax.commands import export as cps_export
+    from cps_jax.commands import predict as cps_predict
 
     workdir, config = trained
     saved = run_config.load(workdir)
     assert saved.model.width == config.model.width and saved.data.name == config.data.name
-    by_default = cli.evaluate(None, workdir)["latest"]
-    given = cli.evaluate(config, workdir)["latest"]
+    by_default = cps_eval.evaluate(None, workdir)["latest"]
+    given = cps_eval.evaluate(config, workdir)["latest"]
     assert by_default[0] == given[0] == config.total_steps
     assert by_default[1]["left"]["miou"] == pytest.approx(given[1]["left"]["miou"])
-    model = export.load(cli.export_model(None, workdir, output=str(tmp_path / "m.cpsj")))
+    model = export.load(cps_export.export_model(None, workdir, output=str(tmp_path / "m.cpsj")))
     assert model.config.model.width == config.model.width
-    assert cli.load_model(workdir=workdir).step == config.total_steps
+    assert cps_predict.load_model(workdir=workdir).step == config.total_steps
 
 
 def test_a_config_that_differs_on_the_nets_fields_is_named(trained):
-    from cps_jax import cli, run_config
+    from cps_jax import run_config
+    from cps_jax.commands import evaluate as cps_eval
+    from cps_jax.commands import predict as cps_predict
     from cps_jax.trainer import checkpoint_dir
 
     workdir, config = trained
@@ -106,9 +111,9 @@ def test_a_config_that_differs_on_the_nets_fields_is_named(trained):
         rf"\({os.path.join(workdir, 'config.json')}\); leave --config out to use the run's own"
     )
     with pytest.raises(ConfigError, match=expected):
-        cli.evaluate(wider, workdir)
+        cps_eval.evaluate(wider, workdir)
     with pytest.raises(ConfigError, match="config.model.width is 16"):
-        cli.load_model(config=wider, workdir=workdir)
+        cps_predict.load_model(config=wider, workdir=workdir)
     other = config.copy_and_resolve_references()
     other.optim.name = "adamw"
     with pytest.raises(ConfigError, match="config.optim.name is 'adamw'.*another --workdir"):

@@ -44,7 +44,11 @@ def failure_reason(error: Exception) -> str:
         error = error.__cause__ or error.__context__
     text = " ".join(str(error).split()) or type(error).__name__
     text = text.split(" See full TensorStore details")[0]
-    return text if len(text) <= 240 else text[:237] + "..."
+    # The file comes first: TensorStore names it only at the end of a long message.
+    named = re.search(r'local file "([^"]+)"', text)
+    if named:
+        text = f"{named.group(1)}: {text.replace(named.group(0), 'it')}"
+    return text if len(text) <= 320 else text[:317] + "..."
 
 
 @jax.jit

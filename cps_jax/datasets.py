@@ -23,6 +23,8 @@ from typing import Any, Sequence
 import ml_collections
 import numpy as np
 
+from cps_jax.data.labels import id_table
+
 NAMES = ("synthetic_streets", "cityscapes", "voc_aug", "image_folder")
 
 # The `image_folder` fields of `config.data` and their defaults: no folder; without a val/
@@ -206,9 +208,7 @@ def restrict_classes(data: SegmentationData, names: Sequence[str]) -> Segmentati
             f"config.data.classes: expected distinct class names of {data.name} "
             f"({', '.join(data.class_names)}), got {', '.join(names)}"
         )
-    table = np.full(256, 255, np.uint8)
-    for new, name in enumerate(names):
-        table[list(data.class_names).index(name)] = new
+    table = id_table({list(data.class_names).index(name): new for new, name in enumerate(names)})
     remap = lambda source: None if source is None else _RemappedMasks(source, table)
     keep = [list(data.class_names).index(n) for n in names]
     return dataclasses.replace(

@@ -17,7 +17,9 @@ import tensorflow_datasets as tfds
 from PIL import Image
 from tqdm import tqdm
 
-IGNORE_LABEL = 255
+from cps_jax.data.labels import IGNORE_LABEL
+from cps_jax.data.png import png_bytes
+
 MANUAL_DIR_FLAG = "config.data.manual_dir or --manual_dir"
 
 # Errors that a damaged zip / tar / gzip / bzip2 / xz stream raises while being read.
@@ -117,12 +119,6 @@ def require_dir(path: str, what: str, flag: str = "") -> str:
 
 
 # ------------------------------------------------------------------------------- images and masks
-def png_bytes(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
-
-
 def _open_image(data: bytes, source: str) -> Image.Image:
     try:
         return Image.open(io.BytesIO(data))

@@ -20,8 +20,7 @@ import tensorflow_datasets as tfds
 from etils import epath
 
 from cps_jax.data import archives
-
-IGNORE_LABEL = 255
+from cps_jax.data.labels import IGNORE_LABEL, id_table
 
 Label = collections.namedtuple("Label", ["name", "id", "train_id", "category", "color"])
 
@@ -74,10 +73,9 @@ NUM_CLASSES = len(CLASS_NAMES)  # 19
 PALETTE = np.array([lab.color for lab in _EVALUATED], np.uint8)  # [19, 3]
 
 # label id (the pixel values of gtFine `*_labelIds.png`) -> train id; anything unknown is ignored.
-ID_TO_TRAIN_ID = np.full(256, IGNORE_LABEL, np.uint8)
-for _lab in LABELS:
-    if _lab.id >= 0 and _lab.train_id >= 0:
-        ID_TO_TRAIN_ID[_lab.id] = _lab.train_id
+ID_TO_TRAIN_ID = id_table(
+    {lab.id: lab.train_id for lab in LABELS if lab.id >= 0 and lab.train_id >= 0}
+)
 # train id -> label id (to write predictions in the official `*_labelIds` format).
 TRAIN_ID_TO_ID = np.array([lab.id for lab in _EVALUATED], np.uint8)  # [19]
 

@@ -26,6 +26,7 @@ import tensorflow_datasets as tfds
 from etils import epath
 
 from cps_jax.data import archives, partitions
+from cps_jax.data.labels import IGNORE_LABEL
 from cps_jax.datasets import IMAGE_FOLDER_DEFAULTS
 
 CLASS_FILE = "classes.json"
@@ -92,7 +93,7 @@ def read_class_file(path: str) -> ClassSpec:
         colors.append(color)
     if len(set(names)) != len(names):
         raise archives.DataError(f"{path}: class names must be unique, got {names}")
-    ignore = spec.get("ignore_index", archives.IGNORE_LABEL)
+    ignore = spec.get("ignore_index", IGNORE_LABEL)
     if not isinstance(ignore, int) or not len(names) <= ignore <= 255:
         raise archives.DataError(
             f'{path}: "ignore_index" must be an integer in {len(names)}..255 (not a class index), '
@@ -178,7 +179,7 @@ def scan(folder: str, val_fraction, val_seed: int) -> Layout:
 
 def convert_mask(mask: np.ndarray, spec: ClassSpec, source: str) -> np.ndarray:
     """Stored mask: class indices as they are, `ignore_index` -> 255; anything else is an error."""
-    mask = np.where(mask == spec.ignore_index, archives.IGNORE_LABEL, mask).astype(np.uint8)
+    mask = np.where(mask == spec.ignore_index, IGNORE_LABEL, mask).astype(np.uint8)
     archives.check_mask_values(mask, len(spec.names), source)
     return mask
 
@@ -187,7 +188,7 @@ def convert(ident: str, image_path: str, mask_path: str | None, spec: ClassSpec)
     with open(image_path, "rb") as f:
         image, image_hw = archives.rgb_image(f.read(), image_path)
     if mask_path is None:  # an unlabeled image: every pixel ignored
-        return archives.example(ident, image, np.full(image_hw, archives.IGNORE_LABEL, np.uint8))
+        return archives.example(ident, image, np.full(image_hw, IGNORE_LABEL, np.uint8))
     with open(mask_path, "rb") as f:
         mask = archives.read_index_mask(f.read(), mask_path)
     archives.check_same_size(mask.shape, image_hw, mask_path, image_path)

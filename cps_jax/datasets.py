@@ -17,6 +17,7 @@ between examples.
 """
 
 import dataclasses
+import importlib
 import os
 from typing import Any, Sequence
 
@@ -99,6 +100,19 @@ def data_config(name: str, **fields) -> ml_collections.ConfigDict:
     )
 
 
+def _segmentation_data(name: str, splits: dict, class_names, palette) -> SegmentationData:
+    """The data set of `splits`: {"train", "validation"[, "unlabeled"]} sources."""
+    return SegmentationData(
+        train=splits["train"],
+        validation=splits["validation"],
+        class_names=class_names,
+        palette=palette,
+        name=name,
+        unlabeled=splits.get("unlabeled"),
+    )
+
+
+# The loaders import their modules when called: TFDS and the renderer load only where needed.
 def _synthetic_streets(data_config, data_dir):
     from cps_jax.data import synthetic_streets
 
@@ -106,39 +120,21 @@ def _synthetic_streets(data_config, data_dir):
     fields.update(num_validation="num_validation", domain="domain", seed="dataset_seed")
     kwargs = {arg: data_config[f] for arg, f in fields.items() if f in data_config}
     builder = synthetic_streets.prepare(data_dir, **kwargs)
-    return SegmentationData(
-        train=builder.as_data_source(split="train"),
-        validation=builder.as_data_source(split="validation"),
-        class_names=synthetic_streets.CLASS_NAMES,
-        palette=synthetic_streets.PALETTE,
-        name="synthetic_streets",
-    )
+    splits = {split: builder.as_data_source(split=split) for split in ("train", "validation")}
+    module = synthetic_streets
+    return _segmentation_data("synthetic_streets", splits, module.CLASS_NAMES, module.PALETTE)
 
 
-def _cityscapes(data_config, data_dir):
-    from cps_jax.data import cityscapes
+def _from_archives(module_name: str, name: str):
+    """The loader of a data set that `cps_jax.data.<module_name>` builds from the downloaded
+    archives in `manual_dir`."""
 
-    sources = cityscapes.sources(data_dir, data_config.get("manual_dir") or "")
-    return SegmentationData(
-        train=sources["train"],
-        validation=sources["validation"],
-        class_names=cityscapes.CLASS_NAMES,
-        palette=cityscapes.PALETTE,
-        name="cityscapes",
-    )
+    def load(data_config, data_dir):
+        module = importlib.import_module(f"cps_jax.data.{module_name}")
+        splits = module.sources(data_dir, data_config.get("manual_dir") or "")
+        return _segmentation_data(name, splits, module.CLASS_NAMES, module.PALETTE)
 
-
-def _voc_aug(data_config, data_dir):
-    from cps_jax.data import voc
-
-    sources = voc.sources(data_dir, data_config.get("manual_dir") or "")
-    return SegmentationData(
-        train=sources["train"],
-        validation=sources["validation"],
-        class_names=voc.CLASS_NAMES,
-        palette=voc.PALETTE,
-        name="voc_aug",
-    )
+    return load
 
 
 def _image_folder(data_config, data_dir):
@@ -146,24 +142,15 @@ def _image_folder(data_config, data_dir):
 
     fields = {k: data_config.get(k, v) for k, v in IMAGE_FOLDER_DEFAULTS.items()}
     folder = fields["folder"] or ""
-    sources = image_folder.sources(
-        data_dir, folder, val_fraction=fields["val_fraction"], val_seed=fields["val_seed"]
-    )
+    splits = image_folder.sources(data_dir, folder, fields["val_fraction"], fields["val_seed"])
     spec = image_folder.read_class_file(os.path.join(folder, image_folder.CLASS_FILE))
-    return SegmentationData(
-        train=sources["train"],
-        validation=sources["validation"],
-        class_names=spec.names,
-        palette=spec.palette,
-        name="image_folder",
-        unlabeled=sources.get("unlabeled"),
-    )
+    return _segmentation_data("image_folder", splits, spec.names, spec.palette)
 
 
 _LOADERS = {
     "synthetic_streets": _synthetic_streets,
-    "cityscapes": _cityscapes,
-    "voc_aug": _voc_aug,
+    "cityscapes": _from_archives("cityscapes", "cityscapes"),
+    "voc_aug": _from_archives("voc", "voc_aug"),
     "image_folder": _image_folder,
 }
 
@@ -184,19 +171,17 @@ def load(data_config) -> SegmentationData:
     return restrict_classes(data, classes) if classes else data
 
 
-class _RemappedMasks:
-    """A source whose masks go through a lookup table (uint8 -> uint8)."""
+class MappedSource:
+    """Random access to `fn(source[i])`: another data source seen through a conversion."""
 
-    def __init__(self, source, table: np.ndarray):
-        self.source, self.table = source, table
+    def __init__(self, source, fn):
+        self.source, self.fn = source, fn
 
     def __len__(self):
         return len(self.source)
 
     def __getitem__(self, i):
-        example = dict(self.source[i])
-        example["mask"] = self.table[np.asarray(example["mask"])]
-        return example
+        return self.fn(self.source[i])
 
 
 def restrict_classes(data: SegmentationData, names: Sequence[str]) -> SegmentationData:
@@ -209,7 +194,8 @@ def restrict_classes(data: SegmentationData, names: Sequence[str]) -> Segmentati
             f"({', '.join(data.class_names)}), got {', '.join(names)}"
         )
     table = id_table({list(data.class_names).index(name): new for new, name in enumerate(names)})
-    remap = lambda source: None if source is None else _RemappedMasks(source, table)
+    relabel = lambda example: {**example, "mask": table[np.asarray(example["mask"])]}
+    remap = lambda source: None if source is None else MappedSource(source, relabel)
     keep = [list(data.class_names).index(n) for n in names]
     return dataclasses.replace(
         data,

@@ -27,13 +27,10 @@ from etils import epath
 
 from cps_jax.data import archives, partitions
 from cps_jax.data.labels import IGNORE_LABEL
-from cps_jax.datasets import IMAGE_FOLDER_DEFAULTS
 
 CLASS_FILE = "classes.json"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff")  # lossless only: a JPEG mask corrupts labels
-DEFAULT_VAL_FRACTION = IMAGE_FOLDER_DEFAULTS["val_fraction"]
-DEFAULT_VAL_SEED = IMAGE_FOLDER_DEFAULTS["val_seed"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -210,9 +207,7 @@ def fingerprint(folder: str, val_fraction, val_seed: int) -> str:
 
 
 class ImageFolderConfig(tfds.core.BuilderConfig):
-    def __init__(
-        self, *, folder: str, val_fraction=DEFAULT_VAL_FRACTION, val_seed: int = DEFAULT_VAL_SEED
-    ):
+    def __init__(self, *, folder: str, val_fraction, val_seed: int):
         folder = os.path.abspath(folder)
         slug = re.sub(r"[^A-Za-z0-9]+", "_", os.path.basename(folder)).strip("_") or "folder"
         super().__init__(
@@ -222,23 +217,14 @@ class ImageFolderConfig(tfds.core.BuilderConfig):
         self.folder, self.val_fraction, self.val_seed = folder, val_fraction, int(val_seed)
 
 
-class ImageFolder(tfds.core.GeneratorBasedBuilder):
+class ImageFolder(archives.SegmentationBuilder):
     """A user's folder of images and masks: train, validation and (optional) unlabeled splits."""
 
     name = "cps_image_folder"
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "First release."}
+    DESCRIPTION = "A folder of images and index masks (cps_jax image_folder)."
     MANUAL_DOWNLOAD_INSTRUCTIONS = "The manual dir is the data-set folder (see image_folder.py)."
     # TFDS would locate this file through `importlib_resources` (not a dependency here).
     code_path = epath.Path(os.path.abspath(__file__))
-
-    def _info(self) -> tfds.core.DatasetInfo:
-        return tfds.core.DatasetInfo(
-            builder=self,
-            description="A folder of images and index masks (cps_jax image_folder).",
-            features=archives.features(),
-            supervised_keys=("image", "mask"),
-        )
 
     def _split_generators(self, dl_manager):
         del dl_manager  # the folder is in the config
@@ -255,12 +241,8 @@ class ImageFolder(tfds.core.GeneratorBasedBuilder):
             yield ident, convert(ident, image_path, mask_path, spec)
 
 
-def prepare(
-    data_dir: str,
-    folder: str,
-    val_fraction=DEFAULT_VAL_FRACTION,
-    val_seed: int = DEFAULT_VAL_SEED,
-) -> ImageFolder:
+# val_fraction and val_seed: the fields of config.data (defaults: datasets.IMAGE_FOLDER_DEFAULTS).
+def prepare(data_dir: str, folder: str, val_fraction, val_seed: int) -> ImageFolder:
     """The builder of `folder`, written into `data_dir` unless already there."""
     archives.require_dir(folder, "image_folder folder", "config.data.folder or --folder")
     read_class_file(os.path.join(folder, CLASS_FILE))  # fail early, naming the file
@@ -269,16 +251,11 @@ def prepare(
     except ValueError as error:
         raise archives.DataError(f"config.data.val_fraction: {error}") from None
     config = ImageFolderConfig(folder=folder, val_fraction=val_fraction, val_seed=val_seed)
-    b = ImageFolder(config=config, data_dir=os.fspath(data_dir), file_format="array_record")
+    b = ImageFolder.at(data_dir, config=config)
     return archives.download_and_prepare(b, folder)
 
 
-def sources(
-    data_dir: str,
-    folder: str,
-    val_fraction=DEFAULT_VAL_FRACTION,
-    val_seed: int = DEFAULT_VAL_SEED,
-) -> dict:
+def sources(data_dir: str, folder: str, val_fraction, val_seed: int) -> dict:
     """{'train', 'validation'[, 'unlabeled']} random-access sources of {"image", "mask", "id"}."""
     b = prepare(data_dir, folder, val_fraction, val_seed)
     return {split: b.as_data_source(split=split) for split in b.info.splits}

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from cps_jax.models.resnet import BLOCKS, RUNNING_VAR, ResNet, batch_norm, conv
+from cps_jax.models.resnet import BLOCKS, RUNNING_VAR, ResNet, batch_norm, conv, layer_kwargs
 
 __all__ = [
     "DeepLabV3Plus",
@@ -146,14 +146,8 @@ class DeepLabV3Plus(nnx.Module):
                 f"classifier_bias_init must be one of {CLASSIFIER_BIAS_INITS}, "
                 f"got {classifier_bias_init!r}"
             )
-        kw = dict(dtype=dtype, param_dtype=param_dtype, impl=conv_impl)  # of every conv
-        bn_kw = dict(
-            momentum=bn_momentum,
-            epsilon=bn_epsilon,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            running_var=bn_running_var,
-        )
+        norm = dict(bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, bn_running_var=bn_running_var)
+        kw, bn_kw = layer_kwargs(dtype=dtype, param_dtype=param_dtype, conv_impl=conv_impl, **norm)
         if aspp_rates is None:  # (6, 12, 18) at OS16, scaled with the feature resolution
             aspp_rates = {8: (12, 24, 36), 16: (6, 12, 18), 32: (3, 6, 9)}[output_stride]
         self.dtype = dtype
@@ -166,10 +160,8 @@ class DeepLabV3Plus(nnx.Module):
             rngs=rngs,
             dtype=dtype,
             param_dtype=param_dtype,
-            bn_momentum=bn_momentum,
-            bn_epsilon=bn_epsilon,
-            bn_running_var=bn_running_var,
             conv_impl=conv_impl,
+            **norm,
         )
         self.aspp = ASPP(
             self.backbone.out_channels,

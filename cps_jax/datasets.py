@@ -31,6 +31,17 @@ NAMES = ("synthetic_streets", "cityscapes", "voc_aug", "image_folder")
 # The `image_folder` fields of `config.data` and their defaults: no folder; without a val/
 # sub-folder, a deterministic 1/10 of images/ (seed 0) is held out for validation.
 IMAGE_FOLDER_DEFAULTS = {"folder": "", "val_fraction": "1/10", "val_seed": 0}
+# Every field of `config.data` that a loader reads besides `name` and the generator's own
+# (synthetic_streets), with its default. The base config (configs/common.py) declares them from
+# here, and `data_config` (cps-prepare NAME, without a config file) starts from them.
+DATA_DEFAULTS = {
+    "data_dir": "",  # where prepared data go: "" -> $CPS_DATA_DIR, else ./data
+    "manual_dir": "",  # cityscapes, voc_aug: the folder of the downloaded archives
+    # Train and evaluate on these classes only (names, in order; the rest become ignore, 255);
+    # () keeps every class of the data set.
+    "classes": (),
+    **IMAGE_FOLDER_DEFAULTS,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,14 +101,13 @@ def resolve_data_dir(data_config) -> str:
 
 
 def data_config(name: str, **fields) -> ml_collections.ConfigDict:
-    """A `config.data` for data set `name` with the given fields (None values left out); what
-    `cps-prepare NAME --manual_dir ...` builds. Fields a loader needs and is not given take the
-    loader's defaults."""
+    """A `config.data` for data set `name`: DATA_DEFAULTS with the given fields (None values left
+    out); what `cps-prepare NAME --manual_dir ...` builds. The generator's fields of
+    synthetic_streets, when not given, take the generator's defaults."""
     if name not in NAMES:
         raise ValueError(f"unknown data set {name!r}; expected one of: {', '.join(NAMES)}")
-    return ml_collections.ConfigDict(
-        {"name": name, **{k: v for k, v in fields.items() if v is not None}}
-    )
+    given = {k: v for k, v in fields.items() if v is not None}
+    return ml_collections.ConfigDict({"name": name, **DATA_DEFAULTS, **given})
 
 
 def _segmentation_data(name: str, splits: dict, class_names, palette) -> SegmentationData:

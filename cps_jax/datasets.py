@@ -94,9 +94,7 @@ def _as_str(value) -> str:
 
 def resolve_data_dir(data_config) -> str:
     return (
-        data_config.get("data_dir")
-        or os.environ.get("CPS_DATA_DIR")
-        or os.path.join(os.getcwd(), "data")
+        data_config.data_dir or os.environ.get("CPS_DATA_DIR") or os.path.join(os.getcwd(), "data")
     )
 
 
@@ -126,6 +124,8 @@ def _segmentation_data(name: str, splits: dict, class_names, palette) -> Segment
 def _synthetic_streets(data_config, data_dir):
     from cps_jax.data import synthetic_streets
 
+    # The generator's argument -> its field; a field that `data_config` (cps-prepare NAME) was not
+    # given takes the generator's default.
     fields = {"height": "height", "width": "width", "num_train": "num_train"}
     fields.update(num_validation="num_validation", domain="domain", seed="dataset_seed")
     kwargs = {arg: data_config[f] for arg, f in fields.items() if f in data_config}
@@ -141,7 +141,7 @@ def _from_archives(module_name: str, name: str):
 
     def load(data_config, data_dir):
         module = importlib.import_module(f"cps_jax.data.{module_name}")
-        splits = module.sources(data_dir, data_config.get("manual_dir") or "")
+        splits = module.sources(data_dir, data_config.manual_dir)
         return _segmentation_data(name, splits, module.CLASS_NAMES, module.PALETTE)
 
     return load
@@ -150,9 +150,8 @@ def _from_archives(module_name: str, name: str):
 def _image_folder(data_config, data_dir):
     from cps_jax.data import image_folder
 
-    fields = {k: data_config.get(k, v) for k, v in IMAGE_FOLDER_DEFAULTS.items()}
-    folder = fields["folder"] or ""
-    splits = image_folder.sources(data_dir, folder, fields["val_fraction"], fields["val_seed"])
+    folder = data_config.folder
+    splits = image_folder.sources(data_dir, folder, data_config.val_fraction, data_config.val_seed)
     spec = image_folder.read_class_file(os.path.join(folder, image_folder.CLASS_FILE))
     return _segmentation_data("image_folder", splits, spec.names, spec.palette)
 
@@ -177,7 +176,7 @@ def load(data_config) -> SegmentationData:
             f"expected one of: {', '.join(repr(n) for n in NAMES)}"
         )
     data = loader(data_config, resolve_data_dir(data_config))
-    classes = tuple(data_config.get("classes", ()) or ())
+    classes = tuple(data_config.classes)
     return restrict_classes(data, classes) if classes else data
 
 

@@ -197,9 +197,9 @@ def make_loss_fn(graphdef, config):
         raise ValueError(
             f"config.loss.cps_on must be 'both', 'labeled' or 'unlabeled', got {cps_on!r}"
         )
-    apply = net_fn(graphdef, config.get("remat", "none"))
+    apply = net_fn(graphdef, config.remat)
     run = functools.partial(run_net, apply, joint_bn=bool(loss_config.joint_bn))
-    pair = functools.partial(run_pair, run, fuse=bool(config.get("fuse_pair", False)))
+    pair = functools.partial(run_pair, run, fuse=bool(config.fuse_pair))
     other = {"left": "right", "right": "left"}
 
     def cross_term(logits, targets):

@@ -53,19 +53,25 @@ ARGS = {"dataset": "voc", "split": "1/8", "backbone": "r50", "cutmix": False, "m
 
 
 def get_config(arg: str | None = None):
-    args = common.parse_arg(arg, ARGS, CONFIG_FILE)
-    if args["dataset"] not in DATASETS:
+    return from_arg(arg, CONFIG_FILE)
+
+
+def from_arg(arg: str | None, config_file: str):
+    """The config of `arg` (ARGS); errors name `config_file`, the file the user gave."""
+    args = common.parse_arg(arg, ARGS, config_file)
+    dataset, backbone = args["dataset"], args["backbone"]
+    if dataset not in DATASETS:
         raise ValueError(
-            f"{CONFIG_FILE}: arg dataset: expected one of {sorted(DATASETS)}, got {args['dataset']!r}"
+            f"{config_file}: arg dataset: expected one of {sorted(DATASETS)}, got {dataset!r}"
         )
-    if args["backbone"] not in BACKBONES:
-        raise ValueError(f"{CONFIG_FILE}: arg backbone: expected r50 or r101, got {args['backbone']!r}")
+    if backbone not in BACKBONES:
+        raise ValueError(f"{config_file}: arg backbone: expected r50 or r101, got {backbone!r}")
     use_cutmix = args["cutmix"]
-    spec = DATASETS[args["dataset"]]
+    spec = DATASETS[dataset]
 
     config = common.base_config()
     # The reference code's targets: plain argmax pseudo labels at a constant λ.
-    common.apply_recipe(config, "reference", CONFIG_FILE)
+    common.apply_recipe(config, "reference", config_file)
     config.method = args["method"] or ("cps_cutmix" if use_cutmix else "cps")
     config.data.name = spec["name"]
     config.data.labeled_fraction = args["split"]
@@ -76,7 +82,7 @@ def get_config(arg: str | None = None):
     config.eval_batch_size = 8
     config.total_steps = spec["steps"]
 
-    config.model.backbone = BACKBONES[args["backbone"]]
+    config.model.backbone = BACKBONES[backbone]
     config.model.stem = "deep"
     config.model.output_stride = 16
     config.model.width = 64

@@ -17,7 +17,6 @@ between examples.
 """
 
 import dataclasses
-import importlib
 import os
 from typing import Any, Sequence
 
@@ -25,6 +24,7 @@ import ml_collections
 import numpy as np
 
 from cps_jax.data.labels import id_table
+from cps_jax.data.sources import MappedSource
 
 NAMES = ("synthetic_streets", "cityscapes", "voc_aug", "image_folder")
 
@@ -135,16 +135,22 @@ def _synthetic_streets(data_config, data_dir):
     return _segmentation_data("synthetic_streets", splits, module.CLASS_NAMES, module.PALETTE)
 
 
-def _from_archives(module_name: str, name: str):
-    """The loader of a data set that `cps_jax.data.<module_name>` builds from the downloaded
-    archives in `manual_dir`."""
+def _from_archives(module, name: str, data_config, data_dir) -> SegmentationData:
+    """The data set that `module` builds from the downloaded archives in `manual_dir`."""
+    splits = module.sources(data_dir, data_config.manual_dir)
+    return _segmentation_data(name, splits, module.CLASS_NAMES, module.PALETTE)
 
-    def load(data_config, data_dir):
-        module = importlib.import_module(f"cps_jax.data.{module_name}")
-        splits = module.sources(data_dir, data_config.manual_dir)
-        return _segmentation_data(name, splits, module.CLASS_NAMES, module.PALETTE)
 
-    return load
+def _cityscapes(data_config, data_dir):
+    from cps_jax.data import cityscapes
+
+    return _from_archives(cityscapes, "cityscapes", data_config, data_dir)
+
+
+def _voc_aug(data_config, data_dir):
+    from cps_jax.data import voc
+
+    return _from_archives(voc, "voc_aug", data_config, data_dir)
 
 
 def _image_folder(data_config, data_dir):
@@ -158,8 +164,8 @@ def _image_folder(data_config, data_dir):
 
 _LOADERS = {
     "synthetic_streets": _synthetic_streets,
-    "cityscapes": _from_archives("cityscapes", "cityscapes"),
-    "voc_aug": _from_archives("voc", "voc_aug"),
+    "cityscapes": _cityscapes,
+    "voc_aug": _voc_aug,
     "image_folder": _image_folder,
 }
 
@@ -178,19 +184,6 @@ def load(data_config) -> SegmentationData:
     data = loader(data_config, resolve_data_dir(data_config))
     classes = tuple(data_config.classes)
     return restrict_classes(data, classes) if classes else data
-
-
-class MappedSource:
-    """Random access to `fn(source[i])`: another data source seen through a conversion."""
-
-    def __init__(self, source, fn):
-        self.source, self.fn = source, fn
-
-    def __len__(self):
-        return len(self.source)
-
-    def __getitem__(self, i):
-        return self.fn(self.source[i])
 
 
 def restrict_classes(data: SegmentationData, names: Sequence[str]) -> SegmentationData:

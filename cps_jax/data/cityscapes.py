@@ -19,9 +19,9 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
-from cps_jax import datasets
 from cps_jax.data import archives
 from cps_jax.data.labels import IGNORE_LABEL, id_table
+from cps_jax.data.sources import MappedSource
 
 Label = collections.namedtuple("Label", ["name", "id", "train_id", "category", "color"])
 
@@ -252,7 +252,7 @@ def tfds_prepared_sources(path: str) -> dict:
             f"cps-prepare cityscapes --manual_dir DIR"
         )
     return {
-        split: datasets.MappedSource(b.as_data_source(split=split), from_tfds_example)
+        split: MappedSource(b.as_data_source(split=split), from_tfds_example)
         for split in _SPLIT_DIRS
     }
 

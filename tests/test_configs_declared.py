@@ -10,13 +10,12 @@ hide a default outside the base config.
 import contextlib
 import glob
 import os
-import subprocess
-import sys
 
 import ml_collections
 import pytest
 from flax import nnx
 
+import cli_runs
 import fake_archives as fa
 from cps_jax import augment, config_checks, config_files, datasets, export, inference, optim
 from cps_jax import pseudo_labels, train_step
@@ -193,24 +192,12 @@ def test_strict_reads_refuse_new_fields_and_undeclared_reads():
     config.optim.new_field = 1  # unlocked again afterwards
 
 
-def _cli(entry: str, *args) -> subprocess.CompletedProcess:
-    code = f"from cps_jax.main import {entry}_main as m; m()"
-    return subprocess.run(
-        [sys.executable, "-c", code, *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-        env={**os.environ, "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")},
-    )
-
-
 def test_an_image_folder_is_chosen_from_the_command_line(tmp_path):
     """--config.data.name=image_folder --config.data.folder=PATH on the demo config: the flags
     parse (the fields are declared) and reach the image-folder loader."""
     folder = tmp_path / "mine"
     fa.image_folder(str(folder), num_images=5)
-    out = _cli(
+    out = cli_runs.run(
         "prepare",
         "--config=configs/demo.py",
         "--config.data.name=image_folder",

@@ -12,4 +12,4 @@ paper = config_files.sibling(__file__, "paper")
 
 
 def get_config(arg: str | None = None):
-    return paper.get_config(f"dataset=cityscapes,{arg or ''}")
+    return paper.from_arg(f"dataset=cityscapes,{arg or ''}", "configs/cityscapes.py")

@@ -10,14 +10,16 @@ through `--config.<field>=<value>`, e.g. `--config.data.val_fraction=1/5`.
 
 from cps_jax import config_files
 
+common = config_files.sibling(__file__, "common")
 demo = config_files.sibling(__file__, "demo")
+
+CONFIG_FILE = "configs/folder.py"  # names this file in errors
+ARGS = {"path": "", **demo.ARGS}  # the folder, and the demo's args
 
 
 def get_config(arg: str | None = None):
-    args = demo.parse_arg(arg)
-    path = str(args.pop("path", ""))
-    rest = ",".join(k if v is True else f"{k}={v}" for k, v in args.items())
-    config = demo.get_config(rest)
+    args = common.parse_arg(arg, ARGS, CONFIG_FILE)
+    config = demo.from_args(args, CONFIG_FILE)
     config.data.name = "image_folder"
-    config.data.folder = path
+    config.data.folder = args["path"]
     return config

@@ -9,7 +9,8 @@ Where the paper and the reference code differ, these configs follow the code:
   - with CutMix, CPS on the mixed unlabeled images only (`loss.cps_on="unlabeled"`; the paper
     also applies it to the labeled ones). Without CutMix, CPS covers labeled and unlabeled images,
     as in both;
-  - plain argmax pseudo labels at a constant CPS weight (configs/demo.py's `recipe=reference`).
+  - plain argmax pseudo labels at a constant CPS weight (the `reference` recipe of
+    configs/common.py).
 
   cps-train --config configs/paper.py:dataset=voc,split=1/8,backbone=r50,cutmix=False --workdir runs/voc
 
@@ -19,6 +20,8 @@ Bring an ImageNet ResNet: --config.model.pretrained=resnet50_v1c.npz (see cps-co
 """
 
 from cps_jax import config_files
+
+common = config_files.sibling(__file__, "common")
 
 # Per data set: what the reference trains with (REFERENCE: "Optimisation and data", "Losses").
 DATASETS = {
@@ -44,31 +47,34 @@ DATASETS = {
 BACKBONES = {"r50": "resnet50", "r101": "resnet101"}
 
 
-def _flag(value) -> bool:
-    if str(value).lower() in ("true", "1", "yes"):
-        return True
-    if str(value).lower() in ("false", "0", "no"):
-        return False
-    raise ValueError(f"config arg cutmix: expected True or False, got {value!r}")
+CONFIG_FILE = "configs/paper.py"  # names this file in errors
+# The `:arg` args and their defaults; method "": cps, or cps_cutmix with cutmix=True.
+ARGS = {"dataset": "voc", "split": "1/8", "backbone": "r50", "cutmix": False, "method": ""}
 
 
 def get_config(arg: str | None = None):
-    demo = config_files.sibling(__file__, "demo")
-    args = demo.parse_arg(arg)
-    dataset = str(args.get("dataset", "voc"))
+    return from_arg(arg, CONFIG_FILE)
+
+
+def from_arg(arg: str | None, config_file: str):
+    """The config of `arg` (ARGS); errors name `config_file`, the file the user gave."""
+    args = common.parse_arg(arg, ARGS, config_file)
+    dataset, backbone = args["dataset"], args["backbone"]
     if dataset not in DATASETS:
-        raise ValueError(f"config arg dataset: expected one of {sorted(DATASETS)}, got {dataset!r}")
-    backbone = str(args.get("backbone", "r50"))
+        raise ValueError(
+            f"{config_file}: arg dataset: expected one of {sorted(DATASETS)}, got {dataset!r}"
+        )
     if backbone not in BACKBONES:
-        raise ValueError(f"config arg backbone: expected r50 or r101, got {backbone!r}")
-    use_cutmix = _flag(args.get("cutmix", False))
+        raise ValueError(f"{config_file}: arg backbone: expected r50 or r101, got {backbone!r}")
+    use_cutmix = args["cutmix"]
     spec = DATASETS[dataset]
 
+    config = common.base_config()
     # The reference code's targets: plain argmax pseudo labels at a constant λ.
-    config = demo.get_config(f"split={args.get('split', '1/8')},recipe=reference")
-    config.method = str(args.get("method", "cps_cutmix" if use_cutmix else "cps"))
+    common.apply_recipe(config, "reference", config_file)
+    config.method = args["method"] or ("cps_cutmix" if use_cutmix else "cps")
     config.data.name = spec["name"]
-    config.data.manual_dir = ""
+    config.data.labeled_fraction = args["split"]
     config.data.crop_size = (spec["crop"], spec["crop"])
     config.data.scales = (0.5, 0.75, 1.0, 1.5, 1.75, 2.0)
     config.data.worker_threads = 8
@@ -97,7 +103,6 @@ def get_config(arg: str | None = None):
     # The reference evaluates with crop-sized sliding windows, stride ceil(2/3 window), one scale.
     config.eval.mode = "sliding"
     config.eval.window = config.data.crop_size
-    config.log_every = 50
     config.eval_every = 2_000
     config.checkpoint_every = 1_000
     config.keep_checkpoints = 3

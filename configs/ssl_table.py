@@ -21,7 +21,7 @@ the classes of BENCHMARK_CLASSES (the others become ignore), `steps=N` trains N 
   python benchmarks/ssl_table.py --config configs/ssl_table.py:scenes=256,optim=adamw
 
 `recipe=reference` (default) or `recipe=recommended` picks the pseudo-label recipe of
-configs/demo.py (RECIPES). ROWS names the rows `benchmarks/ssl_table.py --rows` can train.
+configs/common.py (RECIPES). ROWS names the rows `benchmarks/ssl_table.py --rows` can train.
 
 `regime=labels` is the benchmark in which labels are the bottleneck (README, "When unlabeled
 images help"): LABELS_REGIME's args, with every net starting from the backbone of SOURCE: a
@@ -33,8 +33,9 @@ exports it first if FILE does not exist.
 from cps_jax import config_files
 from cps_jax.data.synthetic_streets import DOMAINS
 
+common = config_files.sibling(__file__, "common")
 
-demo = config_files.sibling(__file__, "demo")
+CONFIG_FILE = "configs/ssl_table.py"  # names this file in errors
 
 # The consistency weight of each method (the reference's VOC weights for CPS: 1.5, with CutMix 1).
 WEIGHTS = {
@@ -71,39 +72,51 @@ ROWS = {
 
 
 def get_config(arg: str | None = None):
-    args = demo.parse_arg(arg)
-    regime = args.pop("regime", None)
-    if regime == "labels":
-        args = {**demo.parse_arg(LABELS_REGIME), **args}
-    elif regime is not None:
-        raise ValueError(f"configs/ssl_table.py: regime must be 'labels', got {regime!r}")
-    config = demo.get_config(f"split={args.get('split', '1/16')}")
-    config.method = str(args.get("method", "cps"))
-    config.seed = int(args.get("seed", 0))
+    config = common.base_config()
+    # The `:arg` args and their defaults; scenes, domain and pretrained: the base config's.
+    defaults = {
+        "method": "cps",
+        "split": "1/16",
+        "seed": 0,
+        "steps": 600,
+        "scenes": config.data.num_train,
+        "domain": config.data.domain,
+        "pretrained": config.model.pretrained,
+        "optim": "sgd",
+        "classes": "all",
+        "recipe": "reference",
+        "regime": "",
+    }
+    args = common.parse_arg(arg, defaults, CONFIG_FILE)
+    if args["regime"] == "labels":  # the regime's args, under those given beside it
+        args = common.parse_arg(f"{LABELS_REGIME},{arg}", defaults, CONFIG_FILE)
+    elif args["regime"]:
+        raise ValueError(f"{CONFIG_FILE}: regime must be 'labels', got {args['regime']!r}")
+    config.method = args["method"]
+    config.seed = args["seed"]
+    config.data.labeled_fraction = args["split"]
     config.data.partition_seed = config.seed
     config.data.height, config.data.width = 64, 128
     config.data.crop_size = (64, 64)
-    config.total_steps = int(args.get("steps", 600))
+    config.total_steps = args["steps"]
     config.optim.lr = 0.1
-    config.data.num_train = int(args.get("scenes", config.data.num_train))
-    config.data.domain = str(args.get("domain", config.data.domain))
+    config.data.num_train = args["scenes"]
+    config.data.domain = args["domain"]
     if config.data.domain not in DOMAINS:
         raise ValueError(
-            f"configs/ssl_table.py: domain must be one of {DOMAINS}, got {config.data.domain!r}"
+            f"{CONFIG_FILE}: domain must be one of {DOMAINS}, got {config.data.domain!r}"
         )
-    config.model.pretrained = str(args.get("pretrained", config.model.pretrained))
-    optimizer = args.get("optim", "sgd")
+    config.model.pretrained = args["pretrained"]
+    optimizer = args["optim"]
     if optimizer == "adamw":
         config.optim.name, config.optim.lr, config.optim.weight_decay = "adamw", 0.002, 0.01
     elif optimizer != "sgd":
-        raise ValueError(f"configs/ssl_table.py: optim must be 'sgd' or 'adamw', got {optimizer!r}")
-    classes = args.get("classes", "all")
+        raise ValueError(f"{CONFIG_FILE}: optim must be 'sgd' or 'adamw', got {optimizer!r}")
+    classes = args["classes"]
     if classes == "benchmark":
         config.data.classes = BENCHMARK_CLASSES
     elif classes != "all":
-        raise ValueError(
-            f"configs/ssl_table.py: classes must be 'all' or 'benchmark', got {classes!r}"
-        )
+        raise ValueError(f"{CONFIG_FILE}: classes must be 'all' or 'benchmark', got {classes!r}")
     # Evaluate and checkpoint twice per run, whatever its length.
     config.eval_every = config.checkpoint_every = max(1, config.total_steps // 2)
     config.log_every = max(1, config.total_steps // 6)
@@ -111,11 +124,11 @@ def get_config(arg: str | None = None):
     config.num_visualize = 2
     if config.method not in WEIGHTS:
         raise ValueError(
-            f"configs/ssl_table.py: method must be one of {sorted(WEIGHTS)}, got {config.method!r}"
+            f"{CONFIG_FILE}: method must be one of {sorted(WEIGHTS)}, got {config.method!r}"
         )
     for key, value in WEIGHTS[config.method].items():
         config.loss[key] = value
-    demo.apply_recipe(config, str(args.get("recipe", "reference")), "configs/ssl_table.py")
+    common.apply_recipe(config, args["recipe"], CONFIG_FILE)
     return config
 
 

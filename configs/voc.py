@@ -12,4 +12,4 @@ paper = config_files.sibling(__file__, "paper")
 
 
 def get_config(arg: str | None = None):
-    return paper.get_config(f"dataset=voc,{arg or ''}")
+    return paper.from_arg(f"dataset=voc,{arg or ''}", "configs/voc.py")

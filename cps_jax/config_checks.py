@@ -64,10 +64,9 @@ def _positive_numbers(config, field: str, length: int | None = None) -> None:
 
 
 def check_config(config) -> None:
-    """The fields every command relies on (those a config lacks are left to its defaults)."""
+    """The fields every command relies on (configs/common.py declares each of them)."""
     for field in POSITIVE_INTS:
-        if field in config:
-            _positive_int(config, field)
+        _positive_int(config, field)
     if config.eval_every % config.checkpoint_every:
         raise ConfigError(
             f"config.eval_every: expected a multiple of config.checkpoint_every="
@@ -80,7 +79,7 @@ def check_config(config) -> None:
     _one_of(config, "data.name", datasets.NAMES)
     _positive_numbers(config, "data.scales")
     _positive_numbers(config, "data.crop_size", length=2)
-    if not config.data.get("labeled_list"):
+    if not config.data.labeled_list:
         try:
             partitions.parse_fraction(config.data.labeled_fraction)
         except ValueError:
@@ -90,7 +89,7 @@ def check_config(config) -> None:
             ) from None  # fmt: skip
     if not _is_positive_number(config.optim.lr):
         raise _fail("optim.lr", "a positive number", config.optim.lr)
-    max_loss = config.get("max_loss", 0.0)
+    max_loss = config.max_loss
     if max_loss != 0 and not _is_positive_number(max_loss):
         raise _fail("max_loss", "0 (1e6 x the first loss) or a positive number", max_loss)
 

@@ -23,11 +23,25 @@ from typing import Any, Sequence
 import ml_collections
 import numpy as np
 
+from cps_jax.data.labels import id_table
+from cps_jax.data.sources import MappedSource
+
 NAMES = ("synthetic_streets", "cityscapes", "voc_aug", "image_folder")
 
 # The `image_folder` fields of `config.data` and their defaults: no folder; without a val/
 # sub-folder, a deterministic 1/10 of images/ (seed 0) is held out for validation.
 IMAGE_FOLDER_DEFAULTS = {"folder": "", "val_fraction": "1/10", "val_seed": 0}
+# Every field of `config.data` that a loader reads besides `name` and the generator's own
+# (synthetic_streets), with its default. The base config (configs/common.py) declares them from
+# here, and `data_config` (cps-prepare NAME, without a config file) starts from them.
+DATA_DEFAULTS = {
+    "data_dir": "",  # where prepared data go: "" -> $CPS_DATA_DIR, else ./data
+    "manual_dir": "",  # cityscapes, voc_aug: the folder of the downloaded archives
+    # Train and evaluate on these classes only (names, in order; the rest become ignore, 255);
+    # () keeps every class of the data set.
+    "classes": (),
+    **IMAGE_FOLDER_DEFAULTS,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,82 +94,72 @@ def _as_str(value) -> str:
 
 def resolve_data_dir(data_config) -> str:
     return (
-        data_config.get("data_dir")
-        or os.environ.get("CPS_DATA_DIR")
-        or os.path.join(os.getcwd(), "data")
+        data_config.data_dir or os.environ.get("CPS_DATA_DIR") or os.path.join(os.getcwd(), "data")
     )
 
 
 def data_config(name: str, **fields) -> ml_collections.ConfigDict:
-    """A `config.data` for data set `name` with the given fields (None values left out); what
-    `cps-prepare NAME --manual_dir ...` builds. Fields a loader needs and is not given take the
-    loader's defaults."""
+    """A `config.data` for data set `name`: DATA_DEFAULTS with the given fields (None values left
+    out); what `cps-prepare NAME --manual_dir ...` builds. The generator's fields of
+    synthetic_streets, when not given, take the generator's defaults."""
     if name not in NAMES:
         raise ValueError(f"unknown data set {name!r}; expected one of: {', '.join(NAMES)}")
-    return ml_collections.ConfigDict(
-        {"name": name, **{k: v for k, v in fields.items() if v is not None}}
+    given = {k: v for k, v in fields.items() if v is not None}
+    return ml_collections.ConfigDict({"name": name, **DATA_DEFAULTS, **given})
+
+
+def _segmentation_data(name: str, splits: dict, class_names, palette) -> SegmentationData:
+    """The data set of `splits`: {"train", "validation"[, "unlabeled"]} sources."""
+    return SegmentationData(
+        train=splits["train"],
+        validation=splits["validation"],
+        class_names=class_names,
+        palette=palette,
+        name=name,
+        unlabeled=splits.get("unlabeled"),
     )
 
 
+# The loaders import their modules when called: TFDS and the renderer load only where needed.
 def _synthetic_streets(data_config, data_dir):
     from cps_jax.data import synthetic_streets
 
+    # The generator's argument -> its field; a field that `data_config` (cps-prepare NAME) was not
+    # given takes the generator's default.
     fields = {"height": "height", "width": "width", "num_train": "num_train"}
     fields.update(num_validation="num_validation", domain="domain", seed="dataset_seed")
     kwargs = {arg: data_config[f] for arg, f in fields.items() if f in data_config}
     builder = synthetic_streets.prepare(data_dir, **kwargs)
-    return SegmentationData(
-        train=builder.as_data_source(split="train"),
-        validation=builder.as_data_source(split="validation"),
-        class_names=synthetic_streets.CLASS_NAMES,
-        palette=synthetic_streets.PALETTE,
-        name="synthetic_streets",
-    )
+    splits = {split: builder.as_data_source(split=split) for split in ("train", "validation")}
+    module = synthetic_streets
+    return _segmentation_data("synthetic_streets", splits, module.CLASS_NAMES, module.PALETTE)
+
+
+def _from_archives(module, name: str, data_config, data_dir) -> SegmentationData:
+    """The data set that `module` builds from the downloaded archives in `manual_dir`."""
+    splits = module.sources(data_dir, data_config.manual_dir)
+    return _segmentation_data(name, splits, module.CLASS_NAMES, module.PALETTE)
 
 
 def _cityscapes(data_config, data_dir):
     from cps_jax.data import cityscapes
 
-    sources = cityscapes.sources(data_dir, data_config.get("manual_dir") or "")
-    return SegmentationData(
-        train=sources["train"],
-        validation=sources["validation"],
-        class_names=cityscapes.CLASS_NAMES,
-        palette=cityscapes.PALETTE,
-        name="cityscapes",
-    )
+    return _from_archives(cityscapes, "cityscapes", data_config, data_dir)
 
 
 def _voc_aug(data_config, data_dir):
     from cps_jax.data import voc
 
-    sources = voc.sources(data_dir, data_config.get("manual_dir") or "")
-    return SegmentationData(
-        train=sources["train"],
-        validation=sources["validation"],
-        class_names=voc.CLASS_NAMES,
-        palette=voc.PALETTE,
-        name="voc_aug",
-    )
+    return _from_archives(voc, "voc_aug", data_config, data_dir)
 
 
 def _image_folder(data_config, data_dir):
     from cps_jax.data import image_folder
 
-    fields = {k: data_config.get(k, v) for k, v in IMAGE_FOLDER_DEFAULTS.items()}
-    folder = fields["folder"] or ""
-    sources = image_folder.sources(
-        data_dir, folder, val_fraction=fields["val_fraction"], val_seed=fields["val_seed"]
-    )
+    folder = data_config.folder
+    splits = image_folder.sources(data_dir, folder, data_config.val_fraction, data_config.val_seed)
     spec = image_folder.read_class_file(os.path.join(folder, image_folder.CLASS_FILE))
-    return SegmentationData(
-        train=sources["train"],
-        validation=sources["validation"],
-        class_names=spec.names,
-        palette=spec.palette,
-        name="image_folder",
-        unlabeled=sources.get("unlabeled"),
-    )
+    return _segmentation_data("image_folder", splits, spec.names, spec.palette)
 
 
 _LOADERS = {
@@ -178,23 +182,8 @@ def load(data_config) -> SegmentationData:
             f"expected one of: {', '.join(repr(n) for n in NAMES)}"
         )
     data = loader(data_config, resolve_data_dir(data_config))
-    classes = tuple(data_config.get("classes", ()) or ())
+    classes = tuple(data_config.classes)
     return restrict_classes(data, classes) if classes else data
-
-
-class _RemappedMasks:
-    """A source whose masks go through a lookup table (uint8 -> uint8)."""
-
-    def __init__(self, source, table: np.ndarray):
-        self.source, self.table = source, table
-
-    def __len__(self):
-        return len(self.source)
-
-    def __getitem__(self, i):
-        example = dict(self.source[i])
-        example["mask"] = self.table[np.asarray(example["mask"])]
-        return example
 
 
 def restrict_classes(data: SegmentationData, names: Sequence[str]) -> SegmentationData:
@@ -206,10 +195,9 @@ def restrict_classes(data: SegmentationData, names: Sequence[str]) -> Segmentati
             f"config.data.classes: expected distinct class names of {data.name} "
             f"({', '.join(data.class_names)}), got {', '.join(names)}"
         )
-    table = np.full(256, 255, np.uint8)
-    for new, name in enumerate(names):
-        table[list(data.class_names).index(name)] = new
-    remap = lambda source: None if source is None else _RemappedMasks(source, table)
+    table = id_table({list(data.class_names).index(name): new for new, name in enumerate(names)})
+    relabel = lambda example: {**example, "mask": table[np.asarray(example["mask"])]}
+    remap = lambda source: None if source is None else MappedSource(source, relabel)
     keep = [list(data.class_names).index(n) for n in names]
     return dataclasses.replace(
         data,

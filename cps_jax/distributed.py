@@ -60,19 +60,15 @@ def resolve(
     return {"coordinator_address": address, "num_processes": count, "process_id": index}
 
 
-def initialize(
-    coordinator_address: str | None = None,
-    num_processes: int | None = None,
-    process_id: int | None = None,
-    environ=None,
-) -> bool:
+def initialize(*args, **kwargs) -> bool:
     """Joins this process to a multi-process run; True if it did. Call before any JAX computation.
+    Takes the arguments of `resolve`, which finds the three parameters.
 
     All three parameters given: exactly those, with cluster auto-detection off (so every local
     device stays visible: one process per host). Some given: JAX fills in the rest from the cluster.
     None given: JAX's auto-detection, and a plain single process when there is no cluster.
     """
-    params = resolve(coordinator_address, num_processes, process_id, environ)
+    params = resolve(*args, **kwargs)
     given = {k: v for k, v in params.items() if v is not None}
     if params["num_processes"] == 1:
         return False  # one process: nothing to join

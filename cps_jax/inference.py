@@ -85,23 +85,23 @@ def _check(ok: bool, field: str, expected: str, got) -> None:
 
 
 def options_from_config(config) -> InferenceOptions:
-    """`config.eval` (absent: whole image, one scale, no flip). An empty `window` means
-    `config.data.crop_size`, an empty `stride` ceil(2/3 window), as the reference does."""
-    e = config.get("eval", None) or {}
+    """`config.eval`. An empty `window` means `config.data.crop_size`, an empty `stride`
+    ceil(2/3 window), as the reference does."""
+    e = config.eval
 
     def tuple_or_none(value):
         return tuple(value) if value else None
 
-    window = tuple_or_none(e.get("window", ()))
-    if window is None and e.get("mode", "whole") == "sliding":
+    window = tuple_or_none(e.window)
+    if window is None and e.mode == "sliding":
         window = tuple(config.data.crop_size)
     return InferenceOptions(
-        mode=e.get("mode", "whole"),
+        mode=e.mode,
         window=window,
-        stride=tuple_or_none(e.get("stride", ())),
-        scales=tuple(float(s) for s in e.get("scales", (1.0,))),
-        flip=bool(e.get("flip", False)),
-        pad_multiple=e.get("pad_multiple", 1),
+        stride=tuple_or_none(e.stride),
+        scales=tuple(float(s) for s in e.scales),
+        flip=bool(e.flip),
+        pad_multiple=e.pad_multiple,
     )
 
 

@@ -7,8 +7,6 @@ float64 for float64 inputs).
 import jax
 import jax.numpy as jnp
 
-IGNORE_LABEL = 255
-
 
 def at_least_f32(x: jax.Array) -> jax.Array:
     """float32 for bfloat16 / float16 inputs; float64 stays float64 (exact parity tests)."""

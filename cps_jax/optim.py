@@ -25,12 +25,12 @@ def peak_learning_rate(optim_config, global_batch: int | None = None) -> float:
                 of the batch size (or a run on more devices with a larger batch) keeps the lr per
                 image. `global_batch` is that labeled batch.
     """
-    scaling = optim_config.get("lr_scaling", "none")
+    scaling = optim_config.lr_scaling
     if scaling == "none":
         return float(optim_config.lr)
     if scaling != "linear":
         raise ValueError(f"config.optim.lr_scaling must be one of {LR_SCALING}, got {scaling!r}")
-    base = optim_config.get("base_batch", None)
+    base = optim_config.base_batch
     if not isinstance(base, int) or base <= 0:
         raise ValueError(
             f"config.optim.base_batch must be a positive integer with lr_scaling='linear' "
@@ -84,7 +84,7 @@ def make(
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
     """(optimizer, its lr schedule): `optim.name` (module docstring) over
     `learning_rate_schedule`, made once. One optimizer serves every trained net."""
-    name = optim_config.get("name", "sgd")
+    name = optim_config.name
     schedule = learning_rate_schedule(optim_config, total_steps, global_batch)
     if name == "sgd":
         tx = optax.chain(

@@ -28,6 +28,8 @@ from tqdm import tqdm
 
 from cps_jax import evaluate, inference, parallel, visualize
 from cps_jax.data import archives, transforms
+from cps_jax.data.labels import colorize
+from cps_jax.data.png import save_png
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 OUTPUTS = ("labels", "color", "overlay")
@@ -102,7 +104,7 @@ def write_outputs(
     alpha: float = 0.5,
 ) -> None:
     """The PNGs of one image's class map `labels` [H, W] (train ids)."""
-    colour = visualize.colorize(labels, palette)
+    colour = colorize(labels, palette)
     images = {
         "labels": (np.asarray(label_ids)[labels] if label_ids is not None else labels),
         "color": colour,
@@ -111,7 +113,7 @@ def write_outputs(
     for kind in outputs:
         path = os.path.join(output_dir, kind, name + ".png")
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        visualize.save_png(path, np.asarray(images[kind]).astype(np.uint8))
+        save_png(path, np.asarray(images[kind]).astype(np.uint8))
 
 
 def predict_files(

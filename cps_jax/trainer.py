@@ -46,7 +46,7 @@ class Trainer:
             ),
             out_shardings=replicated,
         )
-        self.max_loss = float(config.get("max_loss", 0.0))
+        self.max_loss = float(config.max_loss)
         step = make_train_step(self.graphdef, config, self.tx, self.lr_schedule)
         self.step_fn = distributed.CompiledTogether(
             jax.jit(

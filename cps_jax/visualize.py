@@ -1,20 +1,10 @@
 """Colour-palette renderings of predictions: image | ground truth | predictions | overlay, one row each."""
 
 import numpy as np
-from PIL import Image
 
+from cps_jax.data.labels import colorize
+from cps_jax.data.png import save_png  # noqa: F401 (the trainer saves its grids through here)
 from cps_jax.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-
-IGNORE_COLOUR = np.array([0, 0, 0], np.uint8)
-
-
-def colorize(labels: np.ndarray, palette: np.ndarray) -> np.ndarray:
-    """[H, W] class ids -> [H, W, 3] uint8; ids outside the palette (e.g. 255) are black."""
-    labels = np.asarray(labels)
-    valid = (labels >= 0) & (labels < len(palette))
-    out = np.asarray(palette, np.uint8)[np.where(valid, labels, 0)]
-    out[~valid] = IGNORE_COLOUR
-    return out
 
 
 def denormalize(image: np.ndarray) -> np.ndarray:
@@ -48,7 +38,3 @@ def _hstack(tiles, gap):
 def _vstack(rows, gap):
     spacer = np.full((gap, rows[0].shape[1], 3), 255, np.uint8)
     return np.concatenate(sum(([r, spacer] for r in rows), [])[:-1], axis=0)
-
-
-def save_png(path: str, array: np.ndarray) -> None:
-    Image.fromarray(array).save(path)

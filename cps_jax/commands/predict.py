@@ -80,7 +80,7 @@ def predict(
     except ValueError as error:
         raise ConfigError(str(error)) from error
     devices = parallel.data_parallel_size(mesh)
-    batch_size = batch_size or model.config.get("eval_batch_size", devices)
+    batch_size = batch_size or model.config.eval_batch_size
     batch_size = -(-batch_size // devices) * devices  # whole batches on every device
     predict_fn = predict_lib.make_predict_fn(model.graphdef(), model.nets, options, mesh)
     failed = predict_lib.predict_files(

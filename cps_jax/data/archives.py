@@ -17,7 +17,9 @@ import tensorflow_datasets as tfds
 from PIL import Image
 from tqdm import tqdm
 
-IGNORE_LABEL = 255
+from cps_jax.data.labels import IGNORE_LABEL
+from cps_jax.data.png import png_bytes
+
 MANUAL_DIR_FLAG = "config.data.manual_dir or --manual_dir"
 
 # Errors that a damaged zip / tar / gzip / bzip2 / xz stream raises while being read.
@@ -117,12 +119,6 @@ def require_dir(path: str, what: str, flag: str = "") -> str:
 
 
 # ------------------------------------------------------------------------------- images and masks
-def png_bytes(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()
-
-
 def _open_image(data: bytes, source: str) -> Image.Image:
     try:
         return Image.open(io.BytesIO(data))
@@ -236,6 +232,31 @@ def features() -> tfds.features.FeaturesDict:
     )
 
 
+class SegmentationBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    """What the builders here share: version 1.0.0, the `features()` spec, image and mask as the
+    supervised pair, array_record files (random access). A subclass sets `name`, DESCRIPTION,
+    HOMEPAGE (if any), MANUAL_DOWNLOAD_INSTRUCTIONS and `code_path`, and generates the examples."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "First release."}
+    DESCRIPTION = ""
+    HOMEPAGE = None
+
+    @classmethod
+    def at(cls, data_dir: str, **kwargs):
+        """The builder whose data live in `data_dir`."""
+        return cls(data_dir=os.fspath(data_dir), file_format="array_record", **kwargs)
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description=self.DESCRIPTION,
+            features=features(),
+            supervised_keys=("image", "mask"),
+            homepage=self.HOMEPAGE,
+        )
+
+
 def progress(items, desc: str):
     return tqdm(items, desc=desc, unit="img", dynamic_ncols=True)
 
@@ -260,14 +281,9 @@ def download_and_prepare(builder, manual_dir: str):
     return builder
 
 
-class MappedSource:
-    """Random access to `fn(source[i])`: another data source seen through a conversion."""
-
-    def __init__(self, source, fn):
-        self.source, self.fn = source, fn
-
-    def __len__(self):
-        return len(self.source)
-
-    def __getitem__(self, i):
-        return self.fn(self.source[i])
+def prepare_from(builder, manual_dir: str, find_inputs):
+    """`builder`, written from the inputs in `manual_dir` unless already prepared;
+    `find_inputs(manual_dir)` runs first, so that a missing input fails early, named."""
+    if not is_prepared(builder):
+        find_inputs(manual_dir)
+    return download_and_prepare(builder, manual_dir)

@@ -20,8 +20,8 @@ import tensorflow_datasets as tfds
 from etils import epath
 
 from cps_jax.data import archives
-
-IGNORE_LABEL = 255
+from cps_jax.data.labels import IGNORE_LABEL, id_table
+from cps_jax.data.sources import MappedSource
 
 Label = collections.namedtuple("Label", ["name", "id", "train_id", "category", "color"])
 
@@ -74,10 +74,9 @@ NUM_CLASSES = len(CLASS_NAMES)  # 19
 PALETTE = np.array([lab.color for lab in _EVALUATED], np.uint8)  # [19, 3]
 
 # label id (the pixel values of gtFine `*_labelIds.png`) -> train id; anything unknown is ignored.
-ID_TO_TRAIN_ID = np.full(256, IGNORE_LABEL, np.uint8)
-for _lab in LABELS:
-    if _lab.id >= 0 and _lab.train_id >= 0:
-        ID_TO_TRAIN_ID[_lab.id] = _lab.train_id
+ID_TO_TRAIN_ID = id_table(
+    {lab.id: lab.train_id for lab in LABELS if lab.id >= 0 and lab.train_id >= 0}
+)
 # train id -> label id (to write predictions in the official `*_labelIds` format).
 TRAIN_ID_TO_ID = np.array([lab.id for lab in _EVALUATED], np.uint8)  # [19]
 
@@ -175,27 +174,18 @@ def convert(images: archives.Archive, labels: archives.Archive, item: Item) -> d
     return archives.example(item.id, image, ID_TO_TRAIN_ID[ids])
 
 
-class CityscapesFine(tfds.core.GeneratorBasedBuilder):
+class CityscapesFine(archives.SegmentationBuilder):
     """Cityscapes, fine annotations, 19 train ids: train (2,975) and validation (500)."""
 
     name = "cps_cityscapes"  # TFDS's own builder is `cityscapes` (label ids, not train ids)
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "First release."}
+    DESCRIPTION = "Cityscapes fine annotations mapped to the 19 train ids (255: ignore)."
+    HOMEPAGE = "https://www.cityscapes-dataset.com"
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
-        f"Download {IMAGES_ZIP} and {LABELS_ZIP} from https://www.cityscapes-dataset.com "
-        "(registration required) into the manual dir."
+        f"Download {IMAGES_ZIP} and {LABELS_ZIP} from {HOMEPAGE} (registration required) into "
+        "the manual dir."
     )
     # TFDS would locate this file through `importlib_resources` (not a dependency here).
     code_path = epath.Path(os.path.abspath(__file__))
-
-    def _info(self) -> tfds.core.DatasetInfo:
-        return tfds.core.DatasetInfo(
-            builder=self,
-            description="Cityscapes fine annotations mapped to the 19 train ids (255: ignore).",
-            features=archives.features(),
-            supervised_keys=("image", "mask"),
-            homepage="https://www.cityscapes-dataset.com",
-        )
 
     def _split_generators(self, dl_manager):
         images, labels = open_archives(os.fspath(dl_manager.manual_dir))
@@ -211,15 +201,12 @@ class CityscapesFine(tfds.core.GeneratorBasedBuilder):
 
 
 def builder(data_dir: str) -> CityscapesFine:
-    return CityscapesFine(data_dir=os.fspath(data_dir), file_format="array_record")
+    return CityscapesFine.at(data_dir)
 
 
 def prepare(data_dir: str, manual_dir: str) -> CityscapesFine:
     """The builder, written from the archives in `manual_dir` unless already in `data_dir`."""
-    b = builder(data_dir)
-    if not archives.is_prepared(b):
-        find_archives(manual_dir)  # fail early, naming the missing archive
-    return archives.download_and_prepare(b, manual_dir)
+    return archives.prepare_from(builder(data_dir), manual_dir, find_archives)
 
 
 # ----------------------------------------------------- data prepared by TFDS's `cityscapes` builder
@@ -265,7 +252,7 @@ def tfds_prepared_sources(path: str) -> dict:
             f"cps-prepare cityscapes --manual_dir DIR"
         )
     return {
-        split: archives.MappedSource(b.as_data_source(split=split), from_tfds_example)
+        split: MappedSource(b.as_data_source(split=split), from_tfds_example)
         for split in _SPLIT_DIRS
     }
 

@@ -26,13 +26,11 @@ import tensorflow_datasets as tfds
 from etils import epath
 
 from cps_jax.data import archives, partitions
-from cps_jax.datasets import IMAGE_FOLDER_DEFAULTS
+from cps_jax.data.labels import IGNORE_LABEL
 
 CLASS_FILE = "classes.json"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff")  # lossless only: a JPEG mask corrupts labels
-DEFAULT_VAL_FRACTION = IMAGE_FOLDER_DEFAULTS["val_fraction"]
-DEFAULT_VAL_SEED = IMAGE_FOLDER_DEFAULTS["val_seed"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +90,7 @@ def read_class_file(path: str) -> ClassSpec:
         colors.append(color)
     if len(set(names)) != len(names):
         raise archives.DataError(f"{path}: class names must be unique, got {names}")
-    ignore = spec.get("ignore_index", archives.IGNORE_LABEL)
+    ignore = spec.get("ignore_index", IGNORE_LABEL)
     if not isinstance(ignore, int) or not len(names) <= ignore <= 255:
         raise archives.DataError(
             f'{path}: "ignore_index" must be an integer in {len(names)}..255 (not a class index), '
@@ -178,7 +176,7 @@ def scan(folder: str, val_fraction, val_seed: int) -> Layout:
 
 def convert_mask(mask: np.ndarray, spec: ClassSpec, source: str) -> np.ndarray:
     """Stored mask: class indices as they are, `ignore_index` -> 255; anything else is an error."""
-    mask = np.where(mask == spec.ignore_index, archives.IGNORE_LABEL, mask).astype(np.uint8)
+    mask = np.where(mask == spec.ignore_index, IGNORE_LABEL, mask).astype(np.uint8)
     archives.check_mask_values(mask, len(spec.names), source)
     return mask
 
@@ -187,7 +185,7 @@ def convert(ident: str, image_path: str, mask_path: str | None, spec: ClassSpec)
     with open(image_path, "rb") as f:
         image, image_hw = archives.rgb_image(f.read(), image_path)
     if mask_path is None:  # an unlabeled image: every pixel ignored
-        return archives.example(ident, image, np.full(image_hw, archives.IGNORE_LABEL, np.uint8))
+        return archives.example(ident, image, np.full(image_hw, IGNORE_LABEL, np.uint8))
     with open(mask_path, "rb") as f:
         mask = archives.read_index_mask(f.read(), mask_path)
     archives.check_same_size(mask.shape, image_hw, mask_path, image_path)
@@ -209,9 +207,7 @@ def fingerprint(folder: str, val_fraction, val_seed: int) -> str:
 
 
 class ImageFolderConfig(tfds.core.BuilderConfig):
-    def __init__(
-        self, *, folder: str, val_fraction=DEFAULT_VAL_FRACTION, val_seed: int = DEFAULT_VAL_SEED
-    ):
+    def __init__(self, *, folder: str, val_fraction, val_seed: int):
         folder = os.path.abspath(folder)
         slug = re.sub(r"[^A-Za-z0-9]+", "_", os.path.basename(folder)).strip("_") or "folder"
         super().__init__(
@@ -221,23 +217,14 @@ class ImageFolderConfig(tfds.core.BuilderConfig):
         self.folder, self.val_fraction, self.val_seed = folder, val_fraction, int(val_seed)
 
 
-class ImageFolder(tfds.core.GeneratorBasedBuilder):
+class ImageFolder(archives.SegmentationBuilder):
     """A user's folder of images and masks: train, validation and (optional) unlabeled splits."""
 
     name = "cps_image_folder"
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "First release."}
+    DESCRIPTION = "A folder of images and index masks (cps_jax image_folder)."
     MANUAL_DOWNLOAD_INSTRUCTIONS = "The manual dir is the data-set folder (see image_folder.py)."
     # TFDS would locate this file through `importlib_resources` (not a dependency here).
     code_path = epath.Path(os.path.abspath(__file__))
-
-    def _info(self) -> tfds.core.DatasetInfo:
-        return tfds.core.DatasetInfo(
-            builder=self,
-            description="A folder of images and index masks (cps_jax image_folder).",
-            features=archives.features(),
-            supervised_keys=("image", "mask"),
-        )
 
     def _split_generators(self, dl_manager):
         del dl_manager  # the folder is in the config
@@ -254,12 +241,8 @@ class ImageFolder(tfds.core.GeneratorBasedBuilder):
             yield ident, convert(ident, image_path, mask_path, spec)
 
 
-def prepare(
-    data_dir: str,
-    folder: str,
-    val_fraction=DEFAULT_VAL_FRACTION,
-    val_seed: int = DEFAULT_VAL_SEED,
-) -> ImageFolder:
+# val_fraction and val_seed: the fields of config.data (defaults: datasets.IMAGE_FOLDER_DEFAULTS).
+def prepare(data_dir: str, folder: str, val_fraction, val_seed: int) -> ImageFolder:
     """The builder of `folder`, written into `data_dir` unless already there."""
     archives.require_dir(folder, "image_folder folder", "config.data.folder or --folder")
     read_class_file(os.path.join(folder, CLASS_FILE))  # fail early, naming the file
@@ -268,16 +251,11 @@ def prepare(
     except ValueError as error:
         raise archives.DataError(f"config.data.val_fraction: {error}") from None
     config = ImageFolderConfig(folder=folder, val_fraction=val_fraction, val_seed=val_seed)
-    b = ImageFolder(config=config, data_dir=os.fspath(data_dir), file_format="array_record")
+    b = ImageFolder.at(data_dir, config=config)
     return archives.download_and_prepare(b, folder)
 
 
-def sources(
-    data_dir: str,
-    folder: str,
-    val_fraction=DEFAULT_VAL_FRACTION,
-    val_seed: int = DEFAULT_VAL_SEED,
-) -> dict:
+def sources(data_dir: str, folder: str, val_fraction, val_seed: int) -> dict:
     """{'train', 'validation'[, 'unlabeled']} random-access sources of {"image", "mask", "id"}."""
     b = prepare(data_dir, folder, val_fraction, val_seed)
     return {split: b.as_data_source(split=split) for split in b.info.splits}

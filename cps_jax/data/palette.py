@@ -2,6 +2,9 @@
 
 import numpy as np
 
+from cps_jax.data import labels
+from cps_jax.data.labels import IGNORE_LABEL  # noqa: F401 (synthetic_streets imports it from here)
+
 CLASS_NAMES = (
     "road",
     "sidewalk",
@@ -18,7 +21,6 @@ CLASS_NAMES = (
     "car",
 )
 NUM_CLASSES = len(CLASS_NAMES)
-IGNORE_LABEL = 255
 
 # Cityscapes colours of the same classes (cityscapesScripts `labels.py`).
 PALETTE = np.array(
@@ -58,11 +60,5 @@ PALETTE = np.array(
 
 
 def colorize(mask: np.ndarray) -> np.ndarray:
-    """[H, W] class ids -> [H, W, 3] uint8 colours; ids outside the palette (e.g. 255) are black."""
-    mask = np.asarray(mask)
-    if mask.ndim == 3 and mask.shape[-1] == 1:
-        mask = mask[..., 0]
-    valid = mask < NUM_CLASSES
-    out = PALETTE[np.where(valid, mask, 0)]
-    out[~valid] = 0
-    return out
+    """`labels.colorize` in these colours (synthetic_streets imports it from here)."""
+    return labels.colorize(mask, PALETTE)

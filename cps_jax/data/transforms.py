@@ -18,6 +18,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
+from cps_jax.data.labels import IGNORE_LABEL
+
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -34,7 +36,6 @@ __all__ = [
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # RGB, on [0, 1] pixels
 IMAGENET_STD = (0.229, 0.224, 0.225)
-IGNORE_LABEL = 255
 DEFAULT_SCALES = (0.5, 0.75, 1.0, 1.5, 1.75, 2.0)
 
 

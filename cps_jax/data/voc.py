@@ -22,7 +22,6 @@ import re
 
 import numpy as np
 import scipy.io
-import tensorflow_datasets as tfds
 from etils import epath
 
 from cps_jax.data import archives
@@ -219,26 +218,17 @@ def convert(inputs: Inputs, item: Item) -> dict:
     return archives.example(item.id, image, mask)
 
 
-class VocAug(tfds.core.GeneratorBasedBuilder):
+class VocAug(archives.SegmentationBuilder):
     """PASCAL VOC 2012 + SBD: train (train_aug, 10,582) and validation (1,449)."""
 
     name = "cps_voc_aug"
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "First release."}
+    DESCRIPTION = "PASCAL VOC 2012 segmentation with the SBD masks (train_aug / val)."
+    HOMEPAGE = "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/"
     MANUAL_DOWNLOAD_INSTRUCTIONS = (
         f"Put {VOC_TAR} and {SBD_TGZ} (or a {AUG_FOLDER}/ folder) in the manual dir."
     )
     # TFDS would locate this file through `importlib_resources` (not a dependency here).
     code_path = epath.Path(os.path.abspath(__file__))
-
-    def _info(self) -> tfds.core.DatasetInfo:
-        return tfds.core.DatasetInfo(
-            builder=self,
-            description="PASCAL VOC 2012 segmentation with the SBD masks (train_aug / val).",
-            features=archives.features(),
-            supervised_keys=("image", "mask"),
-            homepage="http://host.robots.ox.ac.uk/pascal/VOC/voc2012/",
-        )
 
     def _split_generators(self, dl_manager):
         inputs = open_inputs(os.fspath(dl_manager.manual_dir))
@@ -253,15 +243,12 @@ class VocAug(tfds.core.GeneratorBasedBuilder):
 
 
 def builder(data_dir: str) -> VocAug:
-    return VocAug(data_dir=os.fspath(data_dir), file_format="array_record")
+    return VocAug.at(data_dir)
 
 
 def prepare(data_dir: str, manual_dir: str) -> VocAug:
     """The builder, written from the inputs in `manual_dir` unless already in `data_dir`."""
-    b = builder(data_dir)
-    if not archives.is_prepared(b):
-        find_inputs(manual_dir)  # fail early, naming the missing input
-    return archives.download_and_prepare(b, manual_dir)
+    return archives.prepare_from(builder(data_dir), manual_dir, find_inputs)
 
 
 def sources(data_dir: str, manual_dir: str = "") -> dict:

@@ -79,7 +79,7 @@ class NetTools:
 
     @classmethod
     def from_config(cls, graphdef, config) -> "NetTools":
-        apply = net_fn(graphdef, config.get("remat", "none"))
+        apply = net_fn(graphdef, config.remat)
         run = functools.partial(run_net, apply, joint_bn=bool(config.loss.joint_bn))
-        pair = functools.partial(run_pair, run, fuse=bool(config.get("fuse_pair", False)))
+        pair = functools.partial(run_pair, run, fuse=bool(config.fuse_pair))
         return cls(run=run, pair=pair)

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from cps_jax.models.resnet import BLOCKS, RUNNING_VAR, ResNet, batch_norm, conv
+from cps_jax.models.resnet import BLOCKS, RUNNING_VAR, ResNet, batch_norm, conv, layer_kwargs
 
 __all__ = [
     "DeepLabV3Plus",
@@ -146,14 +146,8 @@ class DeepLabV3Plus(nnx.Module):
                 f"classifier_bias_init must be one of {CLASSIFIER_BIAS_INITS}, "
                 f"got {classifier_bias_init!r}"
             )
-        kw = dict(dtype=dtype, param_dtype=param_dtype, impl=conv_impl)  # of every conv
-        bn_kw = dict(
-            momentum=bn_momentum,
-            epsilon=bn_epsilon,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            running_var=bn_running_var,
-        )
+        norm = dict(bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, bn_running_var=bn_running_var)
+        kw, bn_kw = layer_kwargs(dtype=dtype, param_dtype=param_dtype, conv_impl=conv_impl, **norm)
         if aspp_rates is None:  # (6, 12, 18) at OS16, scaled with the feature resolution
             aspp_rates = {8: (12, 24, 36), 16: (6, 12, 18), 32: (3, 6, 9)}[output_stride]
         self.dtype = dtype
@@ -166,10 +160,8 @@ class DeepLabV3Plus(nnx.Module):
             rngs=rngs,
             dtype=dtype,
             param_dtype=param_dtype,
-            bn_momentum=bn_momentum,
-            bn_epsilon=bn_epsilon,
-            bn_running_var=bn_running_var,
             conv_impl=conv_impl,
+            **norm,
         )
         self.aspp = ASPP(
             self.backbone.out_channels,
@@ -219,22 +211,37 @@ class DeepLabV3Plus(nnx.Module):
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float64": jnp.float64}
 BACKBONES = {f"resnet{d}": d for d in BLOCKS}  # config.model.backbone -> ResNet depth
 OUTPUT_STRIDES = (8, 16, 32)
+# The model fields that a run saved before they were declared lacks (its W/config.json, or the
+# config inside its .cpsj file), and what such a run was built with: it stays readable. Every
+# config declares them (configs/common.py holds the defaults of new runs).
+PREDATING_FIELDS = {
+    "multi_grid": (1, 2, 4),
+    "aspp_rates": (),
+    "bn_momentum": 0.9,
+    "bn_epsilon": 1e-5,
+    "bn_running_var": "biased",
+    "classifier_bias_init": "zeros",
+    "conv_impl": "auto",
+}
 
 
 def build_model(model_config, num_classes: int, rngs: nnx.Rngs) -> DeepLabV3Plus:
-    """DeepLabV3Plus from a ``config.model`` ConfigDict (see configs/); validates each field.
+    """DeepLabV3Plus from a ``config.model`` ConfigDict (configs/common.py declares its fields);
+    validates each field.
 
-    Required: backbone, stem, output_stride, width, aspp_channels, low_level_channels,
-    decoder_channels, dtype. Optional: multi_grid, aspp_rates, bn_momentum, bn_epsilon,
-    bn_running_var ("biased" | "unbiased", default "biased"), classifier_bias_init ("zeros" |
-    "torch", default "zeros"), conv_impl (models/conv.py).
+    backbone, stem, output_stride, width, aspp_channels, low_level_channels, decoder_channels,
+    dtype, multi_grid, aspp_rates (() -> from the output stride), bn_momentum, bn_epsilon,
+    bn_running_var ("biased" | "unbiased"), classifier_bias_init ("zeros" | "torch") and
+    conv_impl (models/conv.py); a saved run's config may lack those of PREDATING_FIELDS.
     """
     c = model_config
 
     def get(field):
-        if field not in c:
-            raise ValueError(f"model.{field} is missing from the model config")
-        return c[field]
+        if field in c:
+            return c[field]
+        if field in PREDATING_FIELDS:
+            return PREDATING_FIELDS[field]
+        raise ValueError(f"model.{field} is missing from the model config")
 
     def choice(field, allowed):
         value = get(field)
@@ -256,16 +263,7 @@ def build_model(model_config, num_classes: int, rngs: nnx.Rngs) -> DeepLabV3Plus
         raise ValueError("model.dtype='float64' needs jax_enable_x64 (else arrays are float32)")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes <= 0:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-    aspp_rates = c.get("aspp_rates", None)
-
-    def optional_choice(field, allowed, default):
-        value = c.get(field, default)
-        if value not in allowed:
-            raise ValueError(f"model.{field} must be one of {sorted(allowed)}, got {value!r}")
-        return value
-
-    bn_running_var = optional_choice("bn_running_var", RUNNING_VAR, "biased")
-    classifier_bias_init = optional_choice("classifier_bias_init", CLASSIFIER_BIAS_INITS, "zeros")
+    aspp_rates = get("aspp_rates")
     return DeepLabV3Plus(
         num_classes,
         backbone_depth=depth,
@@ -275,14 +273,14 @@ def build_model(model_config, num_classes: int, rngs: nnx.Rngs) -> DeepLabV3Plus
         aspp_channels=positive_int("aspp_channels"),
         low_level_channels=positive_int("low_level_channels"),
         decoder_channels=positive_int("decoder_channels"),
-        multi_grid=tuple(c.get("multi_grid", (1, 2, 4))),
+        multi_grid=tuple(get("multi_grid")),
         aspp_rates=tuple(aspp_rates) if aspp_rates else None,
         dtype=dtype,
         param_dtype=jnp.float64 if dtype == jnp.float64 else jnp.float32,
-        bn_momentum=c.get("bn_momentum", 0.9),
-        bn_epsilon=c.get("bn_epsilon", 1e-5),
-        bn_running_var=bn_running_var,
-        classifier_bias_init=classifier_bias_init,
-        conv_impl=c.get("conv_impl", "auto"),
+        bn_momentum=get("bn_momentum"),
+        bn_epsilon=get("bn_epsilon"),
+        bn_running_var=choice("bn_running_var", RUNNING_VAR),
+        classifier_bias_init=choice("classifier_bias_init", CLASSIFIER_BIAS_INITS),
+        conv_impl=get("conv_impl"),
         rngs=rngs,
     )

@@ -209,7 +209,7 @@ def load_weights(path: str, layout: str = "auto") -> dict[str, np.ndarray]:
 
 def load_for_model(model_config) -> dict[str, np.ndarray] | None:
     """The weights named by ``model.pretrained`` (None when it is unset or "")."""
-    path = model_config.get("pretrained", "")
+    path = model_config.pretrained
     if not path:
         return None
     try:

@@ -29,6 +29,7 @@ __all__ = [
     "RUNNING_VAR",
     "conv",
     "batch_norm",
+    "layer_kwargs",
     "kaiming_normal",
 ]
 
@@ -143,34 +144,62 @@ def batch_norm(ch, *, momentum, epsilon, dtype, param_dtype, running_var="biased
     )
 
 
-class BasicBlock(nnx.Module):
-    """Two 3x3 convs (ResNet-18/34); both are dilated when the stage is."""
+def layer_kwargs(
+    *, dtype, param_dtype, conv_impl, bn_momentum, bn_epsilon, bn_running_var
+) -> tuple[dict, dict]:
+    """(kw, bn_kw): the keyword arguments of every `conv` and every `batch_norm` of a net."""
+    kw = dict(dtype=dtype, param_dtype=param_dtype, impl=conv_impl)
+    bn_kw = dict(
+        momentum=bn_momentum,
+        epsilon=bn_epsilon,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        running_var=bn_running_var,
+    )
+    return kw, bn_kw
+
+
+class _Block(nnx.Module):
+    """A residual block: conv1, bn1, ..., conv{n}, bn{n} in a row (ReLU between them), added to
+    the input or to its downsample branch (a strided 1x1 conv + BN where the shape changes)."""
 
     expansion = 1
+    num_convs = 2
+
+    def _add_downsample(self, in_ch, out_ch, stride, kw, bn_kw, rngs):
+        self.has_downsample = stride != 1 or in_ch != out_ch
+        if self.has_downsample:
+            self.downsample_conv = conv(in_ch, out_ch, 1, stride=stride, **kw, rngs=rngs)
+            self.downsample_bn = batch_norm(out_ch, **bn_kw, rngs=rngs)
+
+    def __call__(self, x, *, train: bool):
+        ura = not train
+        y = x
+        for i in range(1, self.num_convs + 1):
+            y = getattr(self, f"bn{i}")(getattr(self, f"conv{i}")(y), use_running_average=ura)
+            if i < self.num_convs:
+                y = jax.nn.relu(y)
+        if self.has_downsample:
+            x = self.downsample_bn(self.downsample_conv(x), use_running_average=ura)
+        return jax.nn.relu(y + x)
+
+
+class BasicBlock(_Block):
+    """Two 3x3 convs (ResNet-18/34); both are dilated when the stage is."""
 
     def __init__(self, in_ch, planes, *, stride, dilation, kw, bn_kw, rngs):
         self.conv1 = conv(in_ch, planes, 3, stride=stride, dilation=dilation, **kw, rngs=rngs)
         self.bn1 = batch_norm(planes, **bn_kw, rngs=rngs)
         self.conv2 = conv(planes, planes, 3, dilation=dilation, **kw, rngs=rngs)
         self.bn2 = batch_norm(planes, **bn_kw, rngs=rngs)
-        self.has_downsample = stride != 1 or in_ch != planes
-        if self.has_downsample:
-            self.downsample_conv = conv(in_ch, planes, 1, stride=stride, **kw, rngs=rngs)
-            self.downsample_bn = batch_norm(planes, **bn_kw, rngs=rngs)
-
-    def __call__(self, x, *, train: bool):
-        ura = not train
-        y = jax.nn.relu(self.bn1(self.conv1(x), use_running_average=ura))
-        y = self.bn2(self.conv2(y), use_running_average=ura)
-        if self.has_downsample:
-            x = self.downsample_bn(self.downsample_conv(x), use_running_average=ura)
-        return jax.nn.relu(y + x)
+        self._add_downsample(in_ch, planes, stride, kw, bn_kw, rngs)
 
 
-class Bottleneck(nnx.Module):
+class Bottleneck(_Block):
     """1x1 -> 3x3 (stride, dilation) -> 1x1 x4 (ResNet-50/101, v1.5 stride placement)."""
 
     expansion = 4
+    num_convs = 3
 
     def __init__(self, in_ch, planes, *, stride, dilation, kw, bn_kw, rngs):
         out_ch = planes * self.expansion
@@ -180,19 +209,7 @@ class Bottleneck(nnx.Module):
         self.bn2 = batch_norm(planes, **bn_kw, rngs=rngs)
         self.conv3 = conv(planes, out_ch, 1, **kw, rngs=rngs)
         self.bn3 = batch_norm(out_ch, **bn_kw, rngs=rngs)
-        self.has_downsample = stride != 1 or in_ch != out_ch
-        if self.has_downsample:
-            self.downsample_conv = conv(in_ch, out_ch, 1, stride=stride, **kw, rngs=rngs)
-            self.downsample_bn = batch_norm(out_ch, **bn_kw, rngs=rngs)
-
-    def __call__(self, x, *, train: bool):
-        ura = not train
-        y = jax.nn.relu(self.bn1(self.conv1(x), use_running_average=ura))
-        y = jax.nn.relu(self.bn2(self.conv2(y), use_running_average=ura))
-        y = self.bn3(self.conv3(y), use_running_average=ura)
-        if self.has_downsample:
-            x = self.downsample_bn(self.downsample_conv(x), use_running_average=ura)
-        return jax.nn.relu(y + x)
+        self._add_downsample(in_ch, out_ch, stride, kw, bn_kw, rngs)
 
 
 class ResLayer(nnx.Module):
@@ -269,13 +286,13 @@ class ResNet(nnx.Module):
             )
         mg = tuple(multi_grid)[: layers[3]]
         block_cls = BasicBlock if kind == "basic" else Bottleneck
-        kw = dict(dtype=dtype, param_dtype=param_dtype, impl=conv_impl)  # of every conv
-        bn_kw = dict(
-            momentum=bn_momentum,
-            epsilon=bn_epsilon,
+        kw, bn_kw = layer_kwargs(
             dtype=dtype,
             param_dtype=param_dtype,
-            running_var=bn_running_var,
+            conv_impl=conv_impl,
+            bn_momentum=bn_momentum,
+            bn_epsilon=bn_epsilon,
+            bn_running_var=bn_running_var,
         )
         self.depth, self.stem_type, self.output_stride = depth, stem, output_stride
         self.conv_impl = conv_impl

@@ -11,7 +11,8 @@ import time
 import numpy as np
 from PIL import Image
 
-from cps_jax.data.palette import colorize
+from cps_jax.data.labels import colorize
+from cps_jax.data.palette import PALETTE
 from cps_jax.data.synthetic_streets.dataset import Params, example_seed, prepare
 from cps_jax.data.synthetic_streets.scene import DOMAINS, render_scene
 
@@ -22,7 +23,7 @@ def save_grid(path: str, seeds, height: int = 96, width: int = 192, domain: str 
     for s in seeds:
         image, mask = render_scene(s, height, width, domain)
         rows.append(
-            np.concatenate([image, np.full((height, 2, 3), 255, np.uint8), colorize(mask)], 1)
+            np.concatenate([image, np.full((height, 2, 3), 255, np.uint8), colorize(mask, PALETTE)], 1)
         )
     gap = np.full((2, rows[0].shape[1], 3), 255, np.uint8)
     Image.fromarray(np.concatenate([x for r in rows for x in (r, gap)][:-1], 0)).save(path)

@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
-from cps_jax.data.archives import png_bytes
+from cps_jax.data.png import png_bytes
 from cps_jax.data.palette import NUM_CLASSES
 from cps_jax.data.synthetic_streets.scene import DOMAINS, render_scene
 

@@ -35,6 +35,7 @@ def table_rows(stdout: str) -> dict:
     return rows
 
 
+@pytest.mark.slow
 def test_train_step_benchmark_compares_variants_side_by_side():
     stdout = run_script(
         "benchmarks/train_step.py",
@@ -61,6 +62,7 @@ def test_train_step_benchmark_compares_variants_side_by_side():
     assert "fused: model.conv_impl=xla, fuse_pair=True" in stdout
 
 
+@pytest.mark.slow
 def test_conv_benchmark_lists_the_models_convolutions():
     stdout = run_script(
         "benchmarks/conv_impl.py", "--config=configs/demo.py:runlocal", "--repeats=1"
@@ -89,6 +91,7 @@ def test_conv_benchmark_lists_the_models_convolutions():
     assert float(pools[0][4]) > 0 and float(pools[0][5]) > 0
 
 
+@pytest.mark.slow
 def test_torch_reference_benchmark_prints_its_table():
     pytest.importorskip("torch")
     stdout = run_script(
@@ -113,6 +116,7 @@ def test_torch_reference_benchmark_prints_its_table():
     assert float(rows["FLOPs per step (FlopCounterMode)"][0].split()[0]) > 0
 
 
+@pytest.mark.slow
 def test_profile_step_benchmark_sums_the_traced_ops_by_category():
     stdout = run_script(
         "benchmarks/profile_step.py", "--config=configs/demo.py:runlocal", "--steps=1", "--top=5"
@@ -127,6 +131,7 @@ def test_profile_step_benchmark_sums_the_traced_ops_by_category():
     assert "busy time per step" in stdout and "wall step time" in stdout
 
 
+@pytest.mark.slow
 def test_ssl_table_trains_every_cell_once_and_resumes(tmp_path):
     out = tmp_path / "table"
     args = (

@@ -91,6 +91,7 @@ def config(tmp_path_factory):
     return config
 
 
+@pytest.mark.slow
 def test_a_checkpoint_without_its_data_iterator_state_gives_way_to_the_one_before(
     config, tmp_path, capsys
 ):
@@ -108,6 +109,7 @@ def test_a_checkpoint_without_its_data_iterator_state_gives_way_to_the_one_befor
     assert int(resumed.state.step) == 4 and _steps(workdir, UNREADABLE_DIR) == [4]
 
 
+@pytest.mark.slow
 def test_a_non_finite_checkpoint_is_refused_and_latest_falls_back(config, tmp_path, capsys):
     workdir = str(tmp_path / "run")
     tx, _ = optim.make(config.optim, config.total_steps)

@@ -31,6 +31,7 @@ def helps() -> dict:
     return {entry: cli_runs.run(entry, "--help", timeout=120) for entry in OWN_FLAGS}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("entry", sorted(OWN_FLAGS))
 def test_help_lists_the_usage_and_only_the_commands_own_flags(helps, entry):
     out = helps[entry]
@@ -43,6 +44,7 @@ def test_help_lists_the_usage_and_only_the_commands_own_flags(helps, entry):
     )
 
 
+@pytest.mark.slow
 def test_help_shows_each_flags_help_and_default(helps):
     predict_help = helps["predict"].stdout
     assert "--step: With --workdir, the checkpoint: latest, best, or a step number. (default: " \
@@ -63,6 +65,7 @@ def test_short_h_is_help():
     [("train", "--input=a.png"), ("train", "--step=best"), ("predict", "--split=train"),
      ("prepare", "--workdir=runs/x"), ("eval", "--manual_dir=downloads")],
 )  # fmt: skip
+@pytest.mark.slow
 def test_another_commands_flag_is_a_usage_error(entry, foreign):
     out = cli_runs.run(entry, foreign, timeout=120)
     name = foreign[2:].split("=")[0]

@@ -78,6 +78,7 @@ def test_unknown_field_is_named_in_the_error():
         ),
     ],
 )
+@pytest.mark.slow
 def test_the_flag_naming_an_unknown_field_is_the_one_blamed(flags, expected):
     out = _flags("--config=configs/demo.py", *flags)
     assert out.returncode == 2 and out.stderr.startswith(expected), out.stderr
@@ -185,6 +186,7 @@ def test_every_config_file_has_a_variant_below():
     assert names == {name for name, _ in CONFIG_VARIANTS}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,arg", CONFIG_VARIANTS)
 def test_every_config_runs_two_training_steps_with_a_tiny_model(name, arg):
     import jax

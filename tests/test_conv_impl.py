@@ -53,6 +53,7 @@ def conv_pair(kernel, stride, dilation, padding, shape=(2, 13, 11, 5), cout=7, s
     return x, w, run(lax.conv_general_dilated), run(conv_patches)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kernel,stride,dilation,padding", CASES)
 def test_patches_equal_native_forward_and_gradients(kernel, stride, dilation, padding):
     x, w, native, patches = conv_pair(kernel, stride, dilation, padding)
@@ -104,6 +105,7 @@ def numpy_max_pool(x, k, s, p):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", [(2, 12, 10, 3), (1, 13, 9, 4), (2, 2, 3, 2)])
 @pytest.mark.parametrize("window,stride,padding", [(3, 2, 1), (2, 2, 0), (3, 1, 1)])
 def test_max_pool_views_equal_reduce_window(shape, window, stride, padding):
@@ -135,6 +137,7 @@ def test_impl_names_and_the_auto_rule():
         conv_general_dilated_for("im2col")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("output_stride", [8, 16])
 def test_model_output_independent_of_conv_impl(output_stride):
     config = demo.get_config("runlocal").model

@@ -1,6 +1,7 @@
 """CutMix box masks and mixing, against an independent NumPy computation of their statistics."""
 
 import jax
+import pytest
 import jax.numpy as jnp
 import numpy as np
 import ml_collections
@@ -67,6 +68,7 @@ def test_a_single_box_is_one_filled_rectangle_inside_the_image():
         assert 0.25 * 0.8 <= area <= 0.5 * 1.2
 
 
+@pytest.mark.slow
 def test_mean_mixed_proportion_matches_the_analytic_expectation_of_three_xored_boxes():
     height, width = 32, 48
     masks = cutmix.box_masks(jax.random.key(2), 6000, height, width, cutmix_config())
@@ -82,6 +84,7 @@ def test_mixing_with_all_zero_or_all_one_masks_returns_either_batch():
     np.testing.assert_array_equal(cutmix.mix(u0, u1, np.ones((2, 5, 6))), u1)
 
 
+@pytest.mark.slow
 def test_the_same_mask_mixes_images_and_pseudo_labels():
     mask = cutmix.box_masks(jax.random.key(3), 4, 12, 16, cutmix_config())
     u0, u1 = np.zeros((4, 12, 16, 3), np.float32), np.ones((4, 12, 16, 3), np.float32)

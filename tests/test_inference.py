@@ -101,6 +101,7 @@ def tiny_net():
     return lambda x: apply_net(graphdef, params, stats, x, train=False)[0]
 
 
+@pytest.mark.slow
 def test_sliding_equals_whole_image_when_the_window_covers_the_image(tiny_net):
     images, sizes = batch_of([(32, 48), (32, 48)], (32, 48))
     run = lambda options: np.asarray(  # noqa: E731
@@ -131,6 +132,7 @@ def test_flip_averages_the_logits_of_the_mirrored_input():
     np.testing.assert_allclose(out[..., 1], images[..., 0] * 2.0, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_multi_scale_averages_the_logits_resized_back():
     def size_model(x):
         """Channel 0: the input's height squared; channel 1: a per-pixel linear term."""
@@ -174,6 +176,7 @@ def _mixed_size_data():
     )
 
 
+@pytest.mark.slow
 def test_eval_batches_of_mixed_sizes_give_the_per_image_confusion_matrix():
     config = demo.get_config("runlocal")
     graphdef, params, stats = init_net(config.model, C, 0)

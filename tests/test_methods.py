@@ -53,13 +53,17 @@ def batch(seed=0, n=2, size=32):
 
 @pytest.mark.parametrize(
     "method,loss",
+    # One compiled step per method in the fast tier; the ablations in the slow one.
     [(m, {}) for m in methods.names()]
     + [
-        ("cps", {"consistency": "cpc"}),
-        ("cps", {"cps_on": "labeled"}),
-        ("cps", {"cps_on": "unlabeled", "cps_reduction": "sum"}),
-        ("cps_cutmix", {"cps_on": "unlabeled", "cutmix_pseudo_bn": "eval"}),
-        ("cps", {"supervised": "ohem", "ohem_min_kept": 100}),
+        pytest.param(method, loss, marks=pytest.mark.slow)
+        for method, loss in (
+            ("cps", {"consistency": "cpc"}),
+            ("cps", {"cps_on": "labeled"}),
+            ("cps", {"cps_on": "unlabeled", "cps_reduction": "sum"}),
+            ("cps_cutmix", {"cps_on": "unlabeled", "cutmix_pseudo_bn": "eval"}),
+            ("cps", {"supervised": "ohem", "ohem_min_kept": 100}),
+        )
     ],
 )
 def test_every_method_and_ablation_runs_two_steps(method, loss):
@@ -91,6 +95,7 @@ def test_supervised_has_one_net_and_cps_two_trained_nets():
     assert not all(np.allclose(a, b) for a, b in zip(left, right))  # initialised differently
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["mean_teacher", "cutmix_seg"])
 def test_teacher_is_the_ema_of_the_student(method):
     state, step = build(method_config(method, ema_decay=0.9))
@@ -125,6 +130,7 @@ def test_sigmoid_rampup_by_hand():
     np.testing.assert_allclose(sigmoid_rampup(3, 0), 1.0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["supervised", "cps_cutmix", "cutmix_seg"])
 def test_trainer_runs_each_data_layout(method, tmp_path):
     """supervised (labeled stream only) and CutMix (two unlabeled streams), through the pipeline,
@@ -161,6 +167,7 @@ def two_steps(method, **options):
         ("cps_cutmix", [{"fuse_pair": True}, {"remat": "dots"}]),
     ],
 )
+@pytest.mark.slow
 def test_execution_options_give_the_same_step(method, variants):
     """Fusing the pair (vmap) and rematerialisation change how the step runs, not what it
     computes: two steps give the same losses, parameters and BN statistics. The cross term is
@@ -208,6 +215,7 @@ def masked_batch(seed=0, n=2, size=32):
         ("mean_teacher", {}, {}),
     ],
 )
+@pytest.mark.slow
 def test_remedies_and_diagnostics_in_the_compiled_step(method, pseudo, loss):
     config = method_config(method, pseudo, **loss)
     if "strong" in loss:

@@ -68,6 +68,7 @@ def num_params(module):
 # ---------------------------------------------------------------- shapes and strides
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stem", ["deep", "torchvision"])
 @pytest.mark.parametrize("output_stride", [8, 16])
 @pytest.mark.parametrize("depth", [18, 50, 101])

@@ -51,6 +51,7 @@ def _pairs(result, prefix):
     return [(k, result["8/" + k], result["1/" + k]) for k in keys]
 
 
+@pytest.mark.slow
 def test_one_step_on_8_devices_equals_1_device(eight_vs_one):
     for kind in ("['params']", "['batch_stats']", ".opt_states"):
         leaves = [p for p in _pairs(eight_vs_one, "state") if kind in p[0]]
@@ -69,10 +70,11 @@ def test_one_step_on_8_devices_equals_1_device(eight_vs_one):
     assert moved > 300 * ATOL, moved
 
 
+@pytest.mark.slow
 def test_batchnorm_statistics_are_over_the_global_batch(eight_vs_one):
     """With one image per device, per-device statistics would differ from the 1-device run by far
     more than float noise; the running means all moved, and agree."""
-    stats = [p for p in _pairs(eight_vs_one, "state") if ".batch_stats" in p[0]]
+    stats = [p for p in _pairs(eight_vs_one, "state") if "['batch_stats']" in p[0]]
     means = [p for p in stats if p[0].endswith("['mean']")]
     assert len(means) > 10
     for key, sharded, single in means:
@@ -81,6 +83,7 @@ def test_batchnorm_statistics_are_over_the_global_batch(eight_vs_one):
         np.testing.assert_allclose(sharded, single, atol=ATOL, rtol=RTOL, err_msg=key)
 
 
+@pytest.mark.slow
 def test_sharded_evaluation_equals_1_device(eight_vs_one):
     evals = _pairs(eight_vs_one, "eval")
     assert {k.split("/")[1] for k, _, _ in evals} == {"left", "right", "ensemble"}
@@ -89,6 +92,7 @@ def test_sharded_evaluation_equals_1_device(eight_vs_one):
         assert np.nanmax(single) > 0, key  # scored something
 
 
+@pytest.mark.slow
 def test_a_global_batch_that_does_not_divide_is_a_clear_error(eight_vs_one):
     assert str(eight_vs_one["error/labeled"]) == (
         "config.batch_size_labeled=6 must divide by the number of devices (8); "

@@ -73,6 +73,7 @@ def _read(path):
     return np.asarray(Image.open(path))
 
 
+@pytest.mark.slow
 def test_export_then_predict_equals_predicting_from_the_checkpoint(config, workdir, tmp_path):
     path = cps_export.export_model(
         config, workdir, step="best", net="both", output=str(tmp_path / "m.cpsj")
@@ -106,6 +107,7 @@ def test_export_then_predict_equals_predicting_from_the_checkpoint(config, workd
             )
 
 
+@pytest.mark.slow
 def test_model_files_name_what_is_wrong(config, workdir, tmp_path):
     path = cps_export.export_model(
         config, workdir, step="latest", net="left", output=str(tmp_path / "l.cpsj")
@@ -127,6 +129,7 @@ def test_model_files_name_what_is_wrong(config, workdir, tmp_path):
         )
 
 
+@pytest.mark.slow
 def test_predict_command_on_mixed_images_writes_the_nets_predictions_and_fails_on_corrupt(
     config, workdir, tmp_path
 ):
@@ -183,6 +186,7 @@ def test_predict_command_on_mixed_images_writes_the_nets_predictions_and_fails_o
         np.testing.assert_array_equal(overlay, np.round(0.5 * rgb + 0.5 * colour).astype(np.uint8))
 
 
+@pytest.mark.slow
 def test_eval_of_best_and_latest_and_the_trainers_report(config, workdir, capsys):
     out = cps_eval.evaluate(config, workdir, step="best,latest")
     assert [(w, s) for w, (s, _) in out.items()] == [("best", 2), ("latest", 4)]

@@ -269,6 +269,7 @@ def relative_error(a, b):
         (18, "v1c-mmcv", 16, 64, 16),
     ],
 )
+@pytest.mark.slow
 def test_features_match_pytorch(tnets, depth, stem, output_stride, size, width):
     import torch
 

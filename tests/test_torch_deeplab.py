@@ -267,6 +267,7 @@ def images(seed, n=N):
 # ---------------------------------------------------------------- forward and BN statistics
 
 
+@pytest.mark.slow
 def test_logits_and_running_statistics_match_pytorch(precision):
     dtype, tdtype = DTYPES[precision]
     tol = TOL[precision]
@@ -331,6 +332,7 @@ def torch_sgd(net, jax_trace, lr):
     return opt
 
 
+@pytest.mark.slow
 def test_cps_step_gradients_and_sgd_match_pytorch(precision):
     dtype, tdtype = DTYPES[precision]
     tol = TOL[precision]

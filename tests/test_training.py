@@ -59,6 +59,7 @@ def test_the_two_nets_start_different(config):
     assert kernels_differ and all(kernels_differ)
 
 
+@pytest.mark.slow
 def test_a_few_steps_on_one_batch_drive_the_loss_down(config):
     state, step = _state_and_step(config)
     batch, losses = _fixed_batch(), []
@@ -70,6 +71,7 @@ def test_a_few_steps_on_one_batch_drive_the_loss_down(config):
     assert int(state.step) == 12
 
 
+@pytest.mark.slow
 def test_batch_stats_are_updated_by_training(config):
     state, step = _state_and_step(config)
     new, _ = step(state, _fixed_batch(), jax.random.key_data(jax.random.key(0)))
@@ -83,6 +85,7 @@ def _params_allclose(a, b, **kw):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), **kw)
 
 
+@pytest.mark.slow
 def test_resume_equals_uninterrupted_training(config, data, tmp_path):
     config = config.copy_and_resolve_references()
     config.total_steps, config.eval_every, config.checkpoint_every = 4, 2, 2
@@ -109,6 +112,7 @@ def test_resume_equals_uninterrupted_training(config, data, tmp_path):
         )
 
 
+@pytest.mark.slow
 def test_checkpoint_round_trip_and_standalone_eval(config, data, tmp_path):
     workdir = str(tmp_path / "run")
     trainer = Trainer(config, workdir, data=data)
@@ -144,6 +148,7 @@ def test_checkpoint_round_trip_and_standalone_eval(config, data, tmp_path):
     assert os.path.getsize(os.path.join(workdir, "images", "pseudo_shares.png")) > 1000
 
 
+@pytest.mark.slow
 def test_best_checkpoint_is_kept_and_selectable(config, data, tmp_path):
     config = config.copy_and_resolve_references()
     config.total_steps, config.keep_checkpoints = 6, 1
@@ -170,6 +175,7 @@ def test_cps_reduction_mean_is_the_concatenated_mean_and_sum_is_the_papers():
         combine_cps(1.0, 3.0, 2, 6, "max")
 
 
+@pytest.mark.slow
 def test_joint_bn_pass_changes_the_batch_statistics_seen(config):
     # Separate forward calls normalise labeled and unlabeled images with their own batch statistics;
     # the joint switch uses one call over both, so the same batch gives a different first step.

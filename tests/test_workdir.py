@@ -79,6 +79,7 @@ def trained(tmp_path_factory):
     return workdir, config
 
 
+@pytest.mark.slow
 def test_the_run_keeps_its_config_and_the_commands_use_it_by_default(trained, tmp_path):
     from cps_jax import export, run_config
     from cps_jax.commands import evaluate as cps_eval
@@ -97,6 +98,7 @@ def test_the_run_keeps_its_config_and_the_commands_use_it_by_default(trained, tm
     assert cps_predict.load_model(workdir=workdir).step == config.total_steps
 
 
+@pytest.mark.slow
 def test_a_config_that_differs_on_the_nets_fields_is_named(trained):
     from cps_jax import run_config
     from cps_jax.commands import evaluate as cps_eval

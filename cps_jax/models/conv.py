@@ -46,22 +46,11 @@ def _pairs(value, n: int) -> tuple:
     return tuple(value)
 
 
-def conv_patches(
-    lhs,
-    rhs,
-    window_strides,
-    padding,
-    lhs_dilation=None,
-    rhs_dilation=None,
-    dimension_numbers=None,
-    feature_group_count: int = 1,
-    precision=None,
-    preferred_element_type=None,
-    **kwargs,
-):
+def conv_patches(lhs, rhs, window_strides, padding, **options):
     """2-D NHWC x HWIO convolution as patches + one matmul; the signature of
-    ``lax.conv_general_dilated`` (as ``nnx.Conv`` calls it). Input dilation and grouped convs are
-    passed on to XLA's native convolution."""
+    ``lax.conv_general_dilated`` (as ``nnx.Conv`` calls it: the options by keyword). Input
+    dilation, other layouts and grouped convs are passed on to XLA's native convolution."""
+    dimension_numbers = options.get("dimension_numbers")
     dn = lax.conv_dimension_numbers(
         lhs.shape, rhs.shape, dimension_numbers or ("NHWC", "HWIO", "NHWC")
     )
@@ -69,22 +58,13 @@ def conv_patches(
     if (
         lhs.ndim != 4
         or not native_layout
-        or feature_group_count != 1
-        or any(d != 1 for d in _pairs(lhs_dilation, 2))
+        or options.get("feature_group_count", 1) != 1
+        or any(d != 1 for d in _pairs(options.get("lhs_dilation"), 2))
     ):
-        return lax.conv_general_dilated(
-            lhs,
-            rhs,
-            window_strides,
-            padding,
-            lhs_dilation=lhs_dilation,
-            rhs_dilation=rhs_dilation,
-            dimension_numbers=dimension_numbers,
-            feature_group_count=feature_group_count,
-            precision=precision,
-            preferred_element_type=preferred_element_type,
-            **kwargs,
-        )
+        return lax.conv_general_dilated(lhs, rhs, window_strides, padding, **options)
+    rhs_dilation = options.get("rhs_dilation")
+    precision = options.get("precision")
+    preferred_element_type = options.get("preferred_element_type")
     views = _shifted_views(lhs, rhs.shape, window_strides, padding, rhs_dilation)
     kh, kw, cin, cout = rhs.shape
     contract = (((3,), (0,)), ((), ()))

@@ -132,37 +132,24 @@ class DeepLabV3Plus(nnx.Module):
         decoder_channels: int = 256,
         multi_grid=(1, 2, 4),
         aspp_rates=None,
-        dtype=jnp.float32,
-        param_dtype=jnp.float32,
-        bn_momentum=0.9,
-        bn_epsilon=1e-5,
-        bn_running_var: str = "biased",
         classifier_bias_init: str = "zeros",
-        conv_impl: str = "auto",
         rngs: nnx.Rngs,
+        **numerics,
     ):
+        """`numerics`, how every layer computes, the backbone's and the head's alike: dtype,
+        param_dtype, conv_impl, bn_momentum, bn_epsilon, bn_running_var (their defaults:
+        resnet.layer_kwargs)."""
         if classifier_bias_init not in CLASSIFIER_BIAS_INITS:
             raise ValueError(
                 f"classifier_bias_init must be one of {CLASSIFIER_BIAS_INITS}, "
                 f"got {classifier_bias_init!r}"
             )
-        norm = dict(bn_momentum=bn_momentum, bn_epsilon=bn_epsilon, bn_running_var=bn_running_var)
-        kw, bn_kw = layer_kwargs(dtype=dtype, param_dtype=param_dtype, conv_impl=conv_impl, **norm)
+        kw, bn_kw = layer_kwargs(**numerics)
         if aspp_rates is None:  # (6, 12, 18) at OS16, scaled with the feature resolution
             aspp_rates = {8: (12, 24, 36), 16: (6, 12, 18), 32: (3, 6, 9)}[output_stride]
-        self.dtype = dtype
-        self.backbone = ResNet(
-            backbone_depth,
-            stem=stem,
-            output_stride=output_stride,
-            multi_grid=multi_grid,
-            width=width,
-            rngs=rngs,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            conv_impl=conv_impl,
-            **norm,
-        )
+        self.dtype = kw["dtype"]
+        architecture = dict(stem=stem, output_stride=output_stride, multi_grid=multi_grid)
+        self.backbone = ResNet(backbone_depth, width=width, rngs=rngs, **architecture, **numerics)
         self.aspp = ASPP(
             self.backbone.out_channels,
             aspp_channels,

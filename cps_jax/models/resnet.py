@@ -129,33 +129,27 @@ class BatchNorm(nnx.BatchNorm):
         return y.astype(self.dtype or x.dtype)
 
 
-def batch_norm(ch, *, momentum, epsilon, dtype, param_dtype, running_var="biased", rngs):
-    """BatchNorm with scale 1, bias 0; ``momentum`` is flax's running-average decay (0.9);
-    ``running_var``: "biased" (flax) or "unbiased" (PyTorch), see ``BatchNorm``."""
-    return BatchNorm(
-        ch,
-        running_var=running_var,
-        momentum=momentum,
-        epsilon=epsilon,
-        use_fast_variance=False,
-        dtype=dtype,
-        param_dtype=param_dtype,
-        rngs=rngs,
-    )
+def batch_norm(ch, *, rngs, **bn_kw):
+    """BatchNorm with scale 1, bias 0 and flax's exact variance; ``bn_kw``: ``momentum`` (flax's
+    running-average decay, 0.9), ``epsilon``, ``dtype``, ``param_dtype`` and ``running_var``:
+    "biased" (flax) or "unbiased" (PyTorch), see ``BatchNorm``."""
+    return BatchNorm(ch, use_fast_variance=False, rngs=rngs, **bn_kw)
 
 
 def layer_kwargs(
-    *, dtype, param_dtype, conv_impl, bn_momentum, bn_epsilon, bn_running_var
+    *,
+    dtype=jnp.float32,
+    param_dtype=jnp.float32,
+    conv_impl: str = "auto",
+    bn_momentum: float = 0.9,
+    bn_epsilon: float = 1e-5,
+    bn_running_var: str = "biased",
 ) -> tuple[dict, dict]:
-    """(kw, bn_kw): the keyword arguments of every `conv` and every `batch_norm` of a net."""
-    kw = dict(dtype=dtype, param_dtype=param_dtype, impl=conv_impl)
-    bn_kw = dict(
-        momentum=bn_momentum,
-        epsilon=bn_epsilon,
-        dtype=dtype,
-        param_dtype=param_dtype,
-        running_var=bn_running_var,
-    )
+    """(kw, bn_kw): the keyword arguments of every `conv` and every `batch_norm` of a net, from
+    how its layers compute (the "numerics" a ResNet or DeepLabV3Plus passes on)."""
+    precision = dict(dtype=dtype, param_dtype=param_dtype)
+    kw = dict(impl=conv_impl, **precision)
+    bn_kw = dict(momentum=bn_momentum, epsilon=bn_epsilon, running_var=bn_running_var, **precision)
     return kw, bn_kw
 
 
@@ -264,14 +258,11 @@ class ResNet(nnx.Module):
         output_stride: int = 16,
         multi_grid: tuple = (1, 2, 4),
         width: int = 64,
-        dtype=jnp.float32,
-        param_dtype=jnp.float32,
-        bn_momentum: float = 0.9,
-        bn_epsilon: float = 1e-5,
-        bn_running_var: str = "biased",
-        conv_impl: str = "auto",
         rngs: nnx.Rngs,
+        **numerics,
     ):
+        """`numerics`: dtype, param_dtype, conv_impl, bn_momentum, bn_epsilon, bn_running_var
+        (their defaults: `layer_kwargs`)."""
         if depth not in BLOCKS:
             raise ValueError(f"ResNet depth must be one of {sorted(BLOCKS)}, got {depth!r}")
         if stem not in ("deep", "torchvision"):
@@ -286,16 +277,9 @@ class ResNet(nnx.Module):
             )
         mg = tuple(multi_grid)[: layers[3]]
         block_cls = BasicBlock if kind == "basic" else Bottleneck
-        kw, bn_kw = layer_kwargs(
-            dtype=dtype,
-            param_dtype=param_dtype,
-            conv_impl=conv_impl,
-            bn_momentum=bn_momentum,
-            bn_epsilon=bn_epsilon,
-            bn_running_var=bn_running_var,
-        )
+        kw, bn_kw = layer_kwargs(**numerics)
         self.depth, self.stem_type, self.output_stride = depth, stem, output_stride
-        self.conv_impl = conv_impl
+        self.conv_impl = kw["impl"]
 
         if stem == "deep":
             self.conv1 = conv(3, width, 3, stride=2, **kw, rngs=rngs)

@@ -64,7 +64,7 @@ def test_one_step_on_8_devices_equals_1_device(eight_vs_one):
     moved = 0.0
     for key, sharded, single in _pairs(eight_vs_one, "initial"):
         np.testing.assert_array_equal(sharded, single, err_msg=key)
-        if ".params" in key:
+        if "['params']" in key:
             after = eight_vs_one["8/state" + key[len("initial") :]]
             moved = max(moved, float(np.abs(after - sharded).max()))
     assert moved > 300 * ATOL, moved

@@ -348,7 +348,9 @@ def test_cps_step_gradients_and_sgd_match_pytorch(precision):
         nets={name: {"params": p, "batch_stats": s} for name, (p, s) in start.items()},
         opt_states={name: tx.init(p) for name, (p, _) in start.items()},
     )
-    for it, batch in enumerate(cps_batches(dtype)):
+    errors = []  # the largest error of each comparison, each already held to `tol` by check()
+    batches = list(cps_batches(dtype))
+    for it, batch in enumerate(batches):
         # Both sides start each step from cps_jax's state: the nets are chaotic enough that
         # float32 rounding of one step grows to more than 1e-4 in the next one's gradients.
         tnets = {
@@ -375,23 +377,31 @@ def test_cps_step_gradients_and_sgd_match_pytorch(precision):
             opt.step()
 
         what = f"{precision} step {it}"
-        check({"loss": metrics["loss"]}, {"loss": loss.item()}, tol, f"{what} loss")
+        errors.append(check({"loss": metrics["loss"]}, {"loss": loss.item()}, tol, f"{what} loss"))
         for name, tnet in tnets.items():
             net, opt_state = state.nets[name], state.opt_states[name]
-            check(
+            errors.append(check(
                 traverse_util.flatten_dict(opt_state[0], sep="/"),
                 torch_flat(tnet, "grad"),
                 tol,
                 f"{what} {name} gradients",
-            )
+            ))
             # The updates on their own scale: cps_jax's as the optimizer returned them,
             # PyTorch's -lr * momentum buffer (what its SGD subtracts; weight decay inside).
-            check(
+            errors.append(check(
                 traverse_util.flatten_dict(opt_state[2], sep="/"),
                 torch_flat(tnet, "update", topts[name]),
                 tol,
                 f"{what} {name} updates",
-            )
+            ))
             # The parameters after the step, and the BN statistics after its two forwards.
             got, want = flat(net["params"], net["batch_stats"]), torch_flat(tnet, "state")
-            check(got, want, tol, f"{what} {name} parameters and BN statistics")
+            errors.append(check(got, want, tol, f"{what} {name} parameters and BN statistics"))
+    # Every step compared (loss + 3 views of each net), all within the tolerance, and the steps
+    # moved the nets by far more than it: the comparisons are not of unchanged arrays.
+    assert len(errors) == len(batches) * 7 and max(errors) <= tol
+    moved = max(
+        float(np.abs(np.asarray(a) - np.asarray(b)).max())
+        for a, b in zip(jax.tree.leaves(left[0]), jax.tree.leaves(state.nets["left"]["params"]))
+    )
+    assert moved > 100 * tol, moved

@@ -46,6 +46,12 @@ flags.DEFINE_string(
 flags.DEFINE_integer("steps", None, "Override total_steps (and the eval interval) of every cell.")
 flags.DEFINE_bool("tiny", False, "Tiny images and model: checks the script, not the methods.")
 flags.DEFINE_string("results", "", "Folder for each finished cell's summary JSON (to commit).")
+flags.DEFINE_string(
+    "reuse",
+    "",
+    "A folder of finished cells' summary JSONs (another table's --results) to take as they are, "
+    "e.g. the baseline rows of a table already run; read only.",
+)
 flags.DEFINE_bool(
     "report_only",
     False,
@@ -112,19 +118,21 @@ def _read_summary(path: str, steps: int):
     return summary if summary["steps"] == steps else None
 
 
-def finished_cell(config, workdir: str, results_path: str = ""):
-    """The cached summary of a finished cell (its `cell.json` or `results_path`), else None."""
-    for path in filter(None, (os.path.join(workdir, "cell.json"), results_path)):
+def finished_cell(config, workdir: str, results_path: str = "", reuse_path: str = ""):
+    """The cached summary of a finished cell (its `cell.json`, `results_path` or `reuse_path`),
+    else None."""
+    for path in filter(None, (os.path.join(workdir, "cell.json"), results_path, reuse_path)):
         summary = _read_summary(path, config.total_steps)
         if summary is not None:
             return summary
     return None
 
 
-def run_cell(config, workdir: str, data, results_path: str = "") -> dict:
-    """Trains (or resumes) one cell; its summary is cached in `cell.json` (and `results_path`)."""
+def run_cell(config, workdir: str, data, results_path: str = "", reuse_path: str = "", extra=None) -> dict:
+    """Trains (or resumes) one cell; its summary is cached in `cell.json` (and `results_path`).
+    `extra`: more fields for the summary."""
     summary_path = os.path.join(workdir, "cell.json")
-    summary = finished_cell(config, workdir, results_path)
+    summary = finished_cell(config, workdir, results_path, reuse_path)
     if summary is not None:
         return summary
     start = time.perf_counter()
@@ -139,12 +147,48 @@ def run_cell(config, workdir: str, data, results_path: str = "") -> dict:
         "class_names": list(data.class_names),
         "iou_left": [float(v) for v in results["left"]["iou"]],
         **({"pseudo": trainer.pseudo_summary} if trainer.pseudo_summary else {}),
+        **(extra or {}),
     }
     _write_json(summary_path, summary)
     if results_path:
         os.makedirs(os.path.dirname(results_path), exist_ok=True)
         _write_json(results_path, summary)
     return summary
+
+
+def cell_name(row: str, fraction: str, seed: int) -> str:
+    return f"{row}__{fraction.replace('/', '-')}__seed{seed}"
+
+
+def run_retrain_cell(module, row, fraction, seed, extra_arg, data, results_path, reuse_path):
+    """Stage 2: the stage-1 row's cell (trained first if needed), its pseudo labels written as a
+    folder in this cell's workdir, then supervised training on that folder."""
+    from cps_jax import inference, pseudo_folder
+    from cps_jax.restore import restore_nets
+    from cps_jax import parallel
+
+    first = module.RETRAIN[row]
+    config1 = cell_config(module, first, fraction, seed, extra_arg)
+    workdir1 = os.path.join(FLAGS.out, "cells", cell_name(first, fraction, seed))
+    workdir = os.path.join(FLAGS.out, "cells", cell_name(row, fraction, seed))
+    folder = os.path.join(workdir, "pseudo_labels")
+    config = module.retrain_config(config1, folder)
+    done = finished_cell(config, workdir, results_path, reuse_path)
+    if done is not None:
+        return done
+    summary_file = os.path.join(folder, pseudo_folder.SUMMARY_FILE)
+    if not os.path.exists(summary_file):
+        run_cell(config1, workdir1, data)  # cached if finished
+        _, nets = restore_nets(config1, workdir1, data.num_classes, parallel.make_mesh(), "latest")
+        options = inference.InferenceOptions(scales=module.RETRAIN_SCALES, flip=True)
+        print(f"    stage 2: pseudo labels of {workdir1} into {folder}", flush=True)
+        pseudo_folder.write(config1, nets["left"], data, folder, options)
+    with open(summary_file) as f:
+        labels = json.load(f)
+    print(f"    stage 2: pseudo-label mIoU {100 * labels.get('miou', float('nan')):.2f}", flush=True)
+    return run_cell(
+        config, workdir, datasets.load(config.data), results_path, extra={"stage2_labels": labels}
+    )
 
 
 def ensure_source(module, path: str) -> None:
@@ -269,7 +313,7 @@ def main(argv):
     data = None
     cells, start = {}, time.perf_counter()
     for i, (method, fraction, seed) in enumerate(grid):
-        name = f"{method}__{fraction.replace('/', '-')}__seed{seed}"
+        name = cell_name(method, fraction, seed)
         print(
             f"=== cell {i + 1}/{len(grid)}: {name} (elapsed "
             f"{format_seconds(time.perf_counter() - start)})",
@@ -277,15 +321,24 @@ def main(argv):
         )
         config = cell_config(module, method, fraction, seed, extra_arg)
         results_path = os.path.join(FLAGS.results, f"{name}.json") if FLAGS.results else ""
+        reuse_path = os.path.join(FLAGS.reuse, f"{name}.json") if FLAGS.reuse else ""
         workdir = os.path.join(FLAGS.out, "cells", name)
+        retrain = method in getattr(module, "RETRAIN", {})
         if FLAGS.report_only:
-            summary = finished_cell(config, workdir, results_path)
+            if retrain:
+                config = module.retrain_config(config, os.path.join(workdir, "pseudo_labels"))
+            summary = finished_cell(config, workdir, results_path, reuse_path)
             if summary is None:
                 print("    not finished: left out of the report", flush=True)
                 continue
+        elif retrain:
+            data = data or datasets.load(config.data)
+            summary = run_retrain_cell(
+                module, method, fraction, seed, extra_arg, data, results_path, reuse_path
+            )
         else:
             data = data or datasets.load(config.data)
-            summary = run_cell(config, workdir, data, results_path)
+            summary = run_cell(config, workdir, data, results_path, reuse_path)
         cells.setdefault((method, fraction), []).append(summary)
     if not cells:
         raise app.UsageError("no finished cell to report")

@@ -112,6 +112,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.data.dataset_seed = 0  # seed of the generated scenes
     config.data.labeled_fraction = "1/8"  # of the train split; the rest is unlabeled
     config.data.labeled_list = ""  # a file of example ids; overrides labeled_fraction
+    # Of the images without pixel labels, those with image-level labels (the classes present):
+    # "" none, "rest" all of them, or a fraction of the train split (partitions.image_labeled).
+    config.data.image_labeled_fraction = ""
     config.data.partition_seed = 0
     config.data.crop_size = (96, 96)
     config.data.scales = (0.75, 1.0, 1.25, 1.5)  # random rescaling before the crop
@@ -182,6 +185,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.pseudo.balance = "none"
     config.pseudo.cbst_keep = 0.5
     config.pseudo.align_momentum = 0.99
+    config.pseudo.class_mask = False  # targets only among the classes of the image-level labels
 
     # Colour perturbation of the mixed images the nets learn on (CutMix methods; cps_jax/augment.py):
     # brightness, contrast, saturation factors in U(1 - color_jitter, 1 + color_jitter), greyscale
@@ -189,6 +193,12 @@ def base_config() -> ml_collections.ConfigDict:
     config.strong = ml_collections.ConfigDict()
     config.strong.color_jitter = 0.0
     config.strong.grayscale_p = 0.0
+
+    # Progressive cross training (method "pct", cps_jax/methods/pct.py), as the authors' code.
+    config.pct = ml_collections.ConfigDict()
+    config.pct.score_momentum = 0.99  # of the pseudo net's per-class counts (dynamic evaluation)
+    config.pct.score_power = 8.0  # w_i = (min IoU over the image's classes) ** score_power
+    config.pct.cls_skip = ()  # class indices left out of L_cls (VOC: (0,), its background)
 
     config.cutmix = ml_collections.ConfigDict()
     config.cutmix.num_boxes = 3

@@ -44,6 +44,8 @@ WEIGHTS = {
     "cps_cutmix": {"cps_weight": 1.0},
     "mean_teacher": {"consistency_weight": 1.0},
     "cutmix_seg": {"consistency_weight": 1.0},
+    "supervised_tags": {},
+    "pct": {},
 }
 
 # The classes every method can learn at 64x128 with all labels (each >= 20 IoU there); pole,
@@ -68,7 +70,24 @@ ROWS = {
         "CPS + CutMix, recommended recipe",
         "method=cps_cutmix,recipe=recommended",
     ),
+    # With image-level labels for every image without pixel labels (README, "A few pixel labels
+    # plus many image-level labels"); the rows above see those images as unlabeled.
+    "supervised_tags": (
+        "Supervised, CCE + image labels",
+        "method=supervised_tags,image_labeled=rest",
+    ),
+    "cps_class_mask": (
+        "CPS, recommended recipe, class-masked pseudo labels",
+        "method=cps,recipe=recommended,image_labeled=rest,class_mask=True",
+    ),
+    "pct": ("PCT", "method=pct,image_labeled=rest"),
+    "pct_stage2": ("PCT + stage 2", "method=pct,image_labeled=rest"),
 }
+
+# Rows trained on the pseudo labels of another row's run (stage 2): row -> the stage-1 row.
+RETRAIN = {"pct_stage2": "pct"}
+# How stage 2's pseudo labels are inferred: the authors' scales, with flip.
+RETRAIN_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5)
 
 
 def get_config(arg: str | None = None):
@@ -86,6 +105,8 @@ def get_config(arg: str | None = None):
         "classes": "all",
         "recipe": "reference",
         "regime": "",
+        "image_labeled": "",  # config.data.image_labeled_fraction
+        "class_mask": False,  # config.pseudo.class_mask
     }
     args = common.parse_arg(arg, defaults, CONFIG_FILE)
     if args["regime"] == "labels":  # the regime's args, under those given beside it
@@ -95,6 +116,7 @@ def get_config(arg: str | None = None):
     config.method = args["method"]
     config.seed = args["seed"]
     config.data.labeled_fraction = args["split"]
+    config.data.image_labeled_fraction = args["image_labeled"]
     config.data.partition_seed = config.seed
     config.data.height, config.data.width = 64, 128
     config.data.crop_size = (64, 64)
@@ -129,6 +151,18 @@ def get_config(arg: str | None = None):
     for key, value in WEIGHTS[config.method].items():
         config.loss[key] = value
     common.apply_recipe(config, args["recipe"], CONFIG_FILE)
+    config.pseudo.class_mask = args["class_mask"]
+    return config
+
+
+def retrain_config(config, folder: str):
+    """Stage 2 of `config`'s cell: the supervised net on the image_folder of its pseudo labels
+    (which holds the cell's classes and validation set), with the same regime otherwise."""
+    config = config.copy_and_resolve_references()
+    config.method = "supervised"
+    config.data.name, config.data.folder = "image_folder", folder
+    config.data.classes = ()
+    config.data.labeled_fraction, config.data.image_labeled_fraction = "1", ""
     return config
 
 

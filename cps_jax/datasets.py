@@ -53,6 +53,9 @@ class SegmentationData:
     name: str
     # Images without masks (every pixel 255), for the unlabeled stream only; None if there are none.
     unlabeled: Any = None
+    # Image-level labels of images without masks, {id: multi-hot uint8 [C]} (image_folder's
+    # tags.json); images with masks have theirs from the mask.
+    tags: dict = dataclasses.field(default_factory=dict)
 
     @property
     def num_classes(self) -> int:
@@ -108,7 +111,7 @@ def data_config(name: str, **fields) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict({"name": name, **DATA_DEFAULTS, **given})
 
 
-def _segmentation_data(name: str, splits: dict, class_names, palette) -> SegmentationData:
+def _segmentation_data(name: str, splits: dict, class_names, palette, tags=None):
     """The data set of `splits`: {"train", "validation"[, "unlabeled"]} sources."""
     return SegmentationData(
         train=splits["train"],
@@ -117,6 +120,7 @@ def _segmentation_data(name: str, splits: dict, class_names, palette) -> Segment
         palette=palette,
         name=name,
         unlabeled=splits.get("unlabeled"),
+        tags=tags or {},
     )
 
 
@@ -159,7 +163,9 @@ def _image_folder(data_config, data_dir):
     folder = data_config.folder
     splits = image_folder.sources(data_dir, folder, data_config.val_fraction, data_config.val_seed)
     spec = image_folder.read_class_file(os.path.join(folder, image_folder.CLASS_FILE))
-    return _segmentation_data("image_folder", splits, spec.names, spec.palette)
+    layout = image_folder.scan(folder, data_config.val_fraction, data_config.val_seed)
+    tags = image_folder.tags(folder, spec, layout)
+    return _segmentation_data("image_folder", splits, spec.names, spec.palette, tags)
 
 
 _LOADERS = {
@@ -206,6 +212,7 @@ def restrict_classes(data: SegmentationData, names: Sequence[str]) -> Segmentati
         unlabeled=remap(data.unlabeled),
         class_names=tuple(names),
         palette=np.asarray(data.palette)[keep],
+        tags={ident: vector[keep] for ident, vector in data.tags.items()},
     )
 
 

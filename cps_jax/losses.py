@@ -89,3 +89,59 @@ def cpc_loss(left_logits: jax.Array, right_logits: jax.Array) -> jax.Array:
     return probability_mse(left_logits, jax.nn.softmax(at_least_f32(right_logits))) + (
         probability_mse(right_logits, jax.nn.softmax(at_least_f32(left_logits)))
     )
+
+
+# --- image-level labels (semi- and weakly supervised training, cps_jax/methods/pct.py) ----------
+
+
+def present_classes(classes: jax.Array, num_classes: int) -> jax.Array:
+    """`classes` [N, C] multi-hot of the classes present in each image, as bool; an image whose
+    vector is all zero (nothing known) counts as "every class may be present"."""
+    present = jnp.asarray(classes).astype(bool)
+    if present.shape[-1] != num_classes:
+        raise ValueError(f"classes: expected [N, {num_classes}], got shape {present.shape}")
+    return present | ~present.any(-1, keepdims=True)
+
+
+def class_aware_log_softmax(logits: jax.Array, classes: jax.Array) -> jax.Array:
+    """log p̃ with p̃_c = y_c·exp(f_c) / Σ_k y_k·exp(f_k): the softmax restricted to the classes
+    `classes` [N, C] says each image holds; absent classes get log 0 = -inf."""
+    logits = at_least_f32(logits)
+    present = present_classes(classes, logits.shape[-1])[:, None, None, :]
+    return jax.nn.log_softmax(jnp.where(present, logits, -jnp.inf), axis=-1)
+
+
+def class_aware_pixel_nll(logits, labels, classes) -> tuple[jax.Array, jax.Array]:
+    """Per-pixel NLL of the class-aware softmax, and the validity mask. A label outside [0, C),
+    or of a class the image's `classes` say is absent (no finite loss exists), is ignored."""
+    log_probs = class_aware_log_softmax(logits, classes)
+    num_classes = log_probs.shape[-1]
+    present = present_classes(classes, num_classes)
+    in_range = (labels >= 0) & (labels < num_classes)
+    safe = jnp.where(in_range, labels, 0)
+    index = jax.lax.broadcasted_iota(jnp.int32, log_probs.shape, log_probs.ndim - 1)
+    chosen = index == safe[..., None]
+    valid = in_range & jnp.any(chosen & present[:, None, None, :], axis=-1)
+    nll = -jnp.sum(jnp.where(chosen & valid[..., None], log_probs, 0.0), axis=-1)
+    return nll, valid
+
+
+def class_aware_cross_entropy(logits, labels, classes, weights=None) -> jax.Array:
+    """Class-aware cross-entropy (CCE; Wang et al., Pattern Recognition 2022): the NLL of the
+    softmax restricted to the classes present, a mean over valid pixels (see
+    class_aware_pixel_nll); `weights` [N, H, W] scale each pixel's term. With every class
+    present it is `cross_entropy`."""
+    nll, valid = class_aware_pixel_nll(logits, labels, classes)
+    if weights is not None:
+        nll = nll * weights
+    return nll.sum() / jnp.maximum(valid.sum(), 1)
+
+
+def multilabel_soft_margin(scores: jax.Array, targets: jax.Array) -> jax.Array:
+    """Multi-label soft-margin loss (PyTorch's multilabel_soft_margin_loss): per image
+    -1/C Σ_c [y_c log σ(x_c) + (1 - y_c) log σ(-x_c)], averaged over images. scores, targets
+    [N, C]."""
+    scores = at_least_f32(scores)
+    targets = jnp.asarray(targets, scores.dtype)
+    per_class = targets * jax.nn.log_sigmoid(scores) + (1 - targets) * jax.nn.log_sigmoid(-scores)
+    return -jnp.mean(per_class)

@@ -14,6 +14,8 @@ net barely knows are erased. `config.pseudo` (all off by default, as the referen
               alignment): the probabilities are multiplied by (labeled class share / this net's
               running mean probability on unlabeled pixels) and renormalised before the argmax, so
               classes the net under-predicts relative to the labeled set win their unsure pixels.
+  class_mask  with image-level labels (the `classes` of each image, all classes where unknown):
+              the argmax picks only among the classes the image holds (class-masked argmax).
 Dropped pixels get weight 0; the cross term stays a mean over all pixels, so it shrinks with the
 share kept (FixMatch / UniMatch convention).
 
@@ -38,6 +40,8 @@ class Options:
     balance: str = "none"
     cbst_keep: float = 0.5
     align_momentum: float = 0.99
+    # Restrict each image's targets to the classes its image-level labels name (where known).
+    class_mask: bool = False
 
     @classmethod
     def from_config(cls, pseudo_config) -> "Options":
@@ -46,6 +50,7 @@ class Options:
             balance=str(pseudo_config.balance),
             cbst_keep=float(pseudo_config.cbst_keep),
             align_momentum=float(pseudo_config.align_momentum),
+            class_mask=bool(pseudo_config.class_mask),
         )
         if options.balance not in BALANCES:
             raise ValueError(
@@ -96,10 +101,29 @@ def class_balanced_keep(labels: jax.Array, confidence: jax.Array, num_classes: i
     return kept.reshape(labels.shape)
 
 
-def select(logits: jax.Array, options: Options, prior: dict | None = None) -> Pseudo:
+def class_masked(logits: jax.Array, classes: jax.Array | None, fill=-jnp.inf) -> jax.Array:
+    """`logits` with the classes `classes` [N, C] says are absent from each image set to `fill`,
+    so that an argmax or softmax picks only among the image's classes (None: unchanged). A
+    finite `fill` (the dtype's lowest) keeps logits that CutMix blends free of inf * 0."""
+    if classes is None:
+        return logits
+    present = losses.present_classes(classes, logits.shape[-1])[:, None, None, :]
+    return jnp.where(present, logits, fill)
+
+
+def class_masked_argmax(logits: jax.Array, classes: jax.Array) -> jax.Array:
+    """Per pixel, the most likely of the classes present in the image (image-level labels)."""
+    masked = class_masked(losses.at_least_f32(jax.lax.stop_gradient(logits)), classes)
+    return jnp.argmax(masked, axis=-1).astype(jnp.int32)
+
+
+def select(
+    logits: jax.Array, options: Options, prior: dict | None = None, classes=None
+) -> Pseudo:
     """Hard targets from `logits` [N,H,W,C], without gradient. `prior` ({"labeled", "predicted"}
-    class shares) is used by balance="align"."""
-    logits = losses.at_least_f32(jax.lax.stop_gradient(logits))
+    class shares) is used by balance="align"; `classes` [N, C] (image-level labels), if given,
+    restricts each image's targets to its classes."""
+    logits = class_masked(losses.at_least_f32(jax.lax.stop_gradient(logits)), classes)
     probs = jax.nn.softmax(logits, axis=-1)
     if options.balance == "align":
         probs = align(probs, prior["labeled"], prior["predicted"])

@@ -17,12 +17,13 @@ from cps_jax.methods.nets import NetTools
 from cps_jax.state import TrainState
 
 
-def unlabeled_truth(batch, masks):
-    """The hidden masks of the images the unlabeled targets are for (mixed alike for CutMix)."""
-    if "mask_u" not in batch:
+def unlabeled_truth(batch, masks, stream: str = "u"):
+    """The hidden masks of the images the pseudo labels are for: stream `stream`'s, mixed alike
+    with the CutMix boxes `masks` (with "u1")."""
+    if f"mask_{stream}" not in batch:
         return None
     if masks is None:
-        return batch["mask_u"]
+        return batch[f"mask_{stream}"]
     return jnp.where(masks > 0.5, batch["mask_u1"], batch["mask_u"])
 
 
@@ -56,7 +57,7 @@ def make_train_step(graphdef, config, tx: optax.GradientTransformation, lr_sched
             step=state.step + 1, nets=nets, opt_states=opt_states, extra=aux.extra
         )
         metrics = dict(aux.metrics, lr=lr_schedule(state.step), grad_norm=optax.tree.norm(grads))
-        truth = unlabeled_truth(batch, (draws or {}).get("masks"))
+        truth = unlabeled_truth(batch, (draws or {}).get("masks"), method.pseudo_stream)
         if aux.pseudo and truth is not None:
             num_classes = next(iter(params.values()))["classifier"]["kernel"].shape[-1]
             # Sums, added up between log steps on the device: no host sync per step.

@@ -50,7 +50,8 @@ def test_a_registered_toy_method_trains_two_steps(toy, tmp_path):
     config.total_steps = config.eval_every = config.checkpoint_every = config.log_every = 2
     trainer = Trainer(config, str(tmp_path / "run"), data=datasets.load(config.data))
     # The pipeline builds the streams the method asked for, and no other.
-    assert set(next(trainer.data_iterator())) == {"image_l", "mask_l", "image_u", "mask_u"}
+    fields = ("image", "mask", "classes", "pixel")
+    assert set(next(trainer.data_iterator())) == {f"{f}_{s}" for f in fields for s in ("l", "u")}
     results = trainer.train()
     assert list(results) == ["left"] and 0 <= results["left"]["miou"] <= 1
     assert int(trainer.state.step) == 2

@@ -163,7 +163,7 @@ def test_cps_weight_schedule_warmup_then_sigmoid_rampup():
 )
 def test_bad_options_name_the_field(field, value):
     config = ml_collections.ConfigDict(
-        dict(threshold=0.0, balance="none", cbst_keep=0.5, align_momentum=0.99)
+        dict(threshold=0.0, balance="none", cbst_keep=0.5, align_momentum=0.99, class_mask=False)
     )
     config[field] = value
     with pytest.raises(ValueError, match=f"config.pseudo.{field}"):

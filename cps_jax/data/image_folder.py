@@ -7,6 +7,9 @@
   FOLDER/unlabeled/<stem>.jpg|...    optional: images without masks, unlabeled data only
   FOLDER/val/images/, val/masks/     optional: the validation split; without it a deterministic
                                      `val_fraction` of images/ is held out (seed `val_seed`)
+  FOLDER/tags.json                   optional: image-level labels of images without masks,
+                                     {"<stem>": ["road", "car", ...]} (class names of
+                                     classes.json); a tagged unlabeled/ image is image-labeled
 
 Stems may contain sub-folders ('city1/0001'); the stem is the example id. Mask value k is the
 k-th class of classes.json, `ignore_index` is stored as 255 (ignored in loss and metrics).
@@ -29,6 +32,7 @@ from cps_jax.data import archives, partitions
 from cps_jax.data.labels import IGNORE_LABEL
 
 CLASS_FILE = "classes.json"
+TAGS_FILE = "tags.json"
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 MASK_EXTENSIONS = (".png", ".bmp", ".tif", ".tiff")  # lossless only: a JPEG mask corrupts labels
 
@@ -97,6 +101,47 @@ def read_class_file(path: str) -> ClassSpec:
             f"got {ignore!r}"
         )
     return ClassSpec(tuple(names), np.array(colors, np.uint8), ignore)
+
+
+def read_tags_file(path: str, class_names, stems) -> dict[str, np.ndarray]:
+    """{stem: multi-hot uint8 [C]} from a tags file ({stem: [class name, ...]}); DataError naming
+    the file and the stem for an unknown class or an image the folder does not have."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            tags = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise archives.DataError(f"{path}: not valid JSON: {error}") from None
+    if not isinstance(tags, dict):
+        raise archives.DataError(f'{path}: expected {{"<image stem>": [class names]}}')
+    index = {name: k for k, name in enumerate(class_names)}
+    known = set(stems)
+    out = {}
+    for stem, names in tags.items():
+        if stem not in known:
+            close = difflib.get_close_matches(stem, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise archives.DataError(f"{path}: {stem!r}: no image of the folder has this stem{hint}")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise archives.DataError(f"{path}: {stem!r}: expected a list of class names")
+        unknown = [n for n in names if n not in index]
+        if unknown:
+            raise archives.DataError(
+                f"{path}: {stem!r}: unknown class {unknown[0]!r} (the classes of {CLASS_FILE}: "
+                f"{', '.join(class_names)})"
+            )
+        vector = np.zeros(len(class_names), np.uint8)
+        vector[[index[n] for n in names]] = 1
+        out[stem] = vector
+    return out
+
+
+def tags(folder: str, spec: ClassSpec, layout: "Layout") -> dict[str, np.ndarray]:
+    """The folder's image-level labels ({} without a tags file)."""
+    path = os.path.join(folder, TAGS_FILE)
+    if not os.path.exists(path):
+        return {}
+    stems = [ident for split in (layout.train, layout.validation, layout.unlabeled) for ident, *_ in split]
+    return read_tags_file(path, spec.names, stems)
 
 
 def _files(folder: str, extensions, what: str) -> dict[str, str]:

@@ -7,6 +7,9 @@ file listing the labeled ids (e.g. the split lists shipped with the reference co
 Counts: ``labeled_count`` takes the CEILING of ``n * fraction``. That is the rule that reproduces
 all eight counts of the paper (VOC aug 10,582 -> 662 / 1323 / 2646 / 5291, Cityscapes 2,975 ->
 186 / 372 / 744 / 1488 for 1/16 .. 1/2). Rounding half up would give 661 for VOC 1/16.
+
+With image-level labels (`image_labeled`), the images without pixel labels split once more: an
+image-labeled set (only the list of classes present is known) and the unlabeled rest.
 """
 
 from __future__ import annotations
@@ -18,7 +21,14 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["parse_fraction", "labeled_count", "split_labeled", "read_id_list", "partition"]
+__all__ = [
+    "parse_fraction",
+    "labeled_count",
+    "split_labeled",
+    "read_id_list",
+    "partition",
+    "image_labeled",
+]
 
 
 def _as_exact_fraction(value: str | float) -> Fraction:
@@ -146,3 +156,34 @@ def partition(
     labeled = read_id_list(labeled_list, ids)
     unlabeled = np.setdiff1d(np.arange(len(ids), dtype=np.int64), labeled)
     return labeled, unlabeled
+
+
+# `config.data.image_labeled_fraction`: "" none; "rest" every image without pixel labels.
+IMAGE_LABELED_REST = "rest"
+
+
+def image_labeled(
+    num_examples: int, labeled: np.ndarray, image_fraction: str, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(image-labeled, unlabeled) sorted indices: the images outside `labeled` split by
+    `image_fraction` ("" none, "rest" all of them, or a fraction of `num_examples` such as
+    '1/2', at most all of them).
+
+    The image-labeled ones are the first of one seeded permutation of the non-labeled images,
+    so for a fixed seed smaller fractions are subsets of larger ones. Disjoint from `labeled`
+    and from each other; with `labeled` they cover range(num_examples).
+    """
+    rest = np.setdiff1d(np.arange(num_examples, dtype=np.int64), labeled)
+    if not image_fraction:
+        return np.zeros(0, np.int64), rest
+    if image_fraction == IMAGE_LABELED_REST:
+        return rest, np.zeros(0, np.int64)
+    try:
+        count = min(labeled_count(num_examples, image_fraction), len(rest))
+    except ValueError as error:
+        raise ValueError(
+            f"config.data.image_labeled_fraction: {error} (or '{IMAGE_LABELED_REST}', or '')"
+        ) from None
+    # Its own stream of draws (seed + 1): the labeled set's permutation is left as it is.
+    order = rest[np.random.default_rng(seed + 1).permutation(len(rest))]
+    return np.sort(order[:count]), np.sort(order[count:])

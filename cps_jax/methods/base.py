@@ -21,9 +21,11 @@ A loss is a pure function
 import dataclasses
 from typing import Any, Callable, NamedTuple
 
-# Streams of the input pipeline: "l" labeled (image_l, mask_l); "u", "u1" unlabeled batches
-# shuffled independently (image_u, image_u1, with their hidden masks mask_u, mask_u1 if any).
-STREAMS = ("l", "u", "u1")
+# Streams of the input pipeline (cps_jax/input_pipeline.py): "l" pixel-labeled (image_l, mask_l);
+# "u", "u1" batches without pixel labels, shuffled independently (image_u, image_u1, with their
+# hidden masks mask_u, mask_u1); "w" images with image-level labels. Each stream s also gives
+# classes_s (image-level labels) and pixel_s (which images are pixel-labeled).
+STREAMS = ("l", "u", "u1", "w")
 
 
 class Aux(NamedTuple):
@@ -53,6 +55,8 @@ class Method:
     draws: Callable | None = None
     # (config, num_classes) -> the initial `extra` of the train state.
     initial_extra: Callable = lambda config, num_classes: {}
+    # The stream whose hidden masks the loss's pseudo labels (Aux.pseudo) are scored against.
+    pseudo_stream: str = "u"
 
     def __post_init__(self):
         unknown = [s for s in self.streams if s not in STREAMS]

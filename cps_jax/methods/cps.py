@@ -27,9 +27,9 @@ def cps_loss(tools, config):
         logits, new_stats = tools.pair(params, stats, images, train=True)
         labeled = {net: out[0] for net, out in logits.items()}
         unlabeled = {net: out[1] for net, out in logits.items()}
-        targets_u = cross.targets(unlabeled, extra)
+        targets_u = cross.targets(unlabeled, extra, batch.get("classes_u"))
         cps_u = cross(unlabeled, targets_u)
-        cps_l = cross(labeled, cross.targets(labeled, extra))
+        cps_l = cross(labeled, cross.targets(labeled, extra, batch.get("classes_l")))
         total, metrics = cross.total(labeled, batch, cps_l, cps_u, step)
         new_extra = cross.follow_prior(extra, batch["mask_l"], unlabeled)
         return total, Aux(metrics, new_stats, new_extra, cross.shown(targets_u))
@@ -56,9 +56,10 @@ def cps_cutmix_loss(tools, config):
         )
         labeled = {net: out[0] for net, out in logits.items()}
         unlabeled = {net: out[1] for net, out in logits.items()}
-        targets_u = cross.mixed_targets(sources, masks, extra)
+        tags = (batch.get("classes_u"), batch.get("classes_u1"))
+        targets_u = cross.mixed_targets(sources, masks, extra, tags)
         cps_u = cross(unlabeled, targets_u)
-        cps_l = cross(labeled, cross.targets(labeled, extra))
+        cps_l = cross(labeled, cross.targets(labeled, extra, batch.get("classes_l")))
         total, metrics = cross.total(labeled, batch, cps_l, cps_u, step)
         predicted = {net: jnp.concatenate(out) for net, out in sources.items()}
         new_extra = cross.follow_prior(extra, batch["mask_l"], predicted)

@@ -90,20 +90,31 @@ class CrossTerm:
             weight=cps_weight_schedule(loss_config, config.total_steps),
         )
 
-    def targets(self, logits: dict, extra: dict) -> dict:
-        """{net: what the other net learns from `logits[net]`}: pseudo labels or probabilities."""
+    def targets(self, logits: dict, extra: dict, classes=None) -> dict:
+        """{net: what the other net learns from `logits[net]`}: pseudo labels or probabilities.
+        `classes` [N, C]: the images' image-level labels, used with pseudo.class_mask."""
         if self.kind == "cpc":
             return {net: _probabilities(x) for net, x in logits.items()}
         prior = extra.get("prior", {})
-        return {net: pseudo_labels.select(x, self.options, prior.get(net)) for net, x in logits.items()}
+        classes = classes if self.options.class_mask else None
+        return {
+            net: pseudo_labels.select(x, self.options, prior.get(net), classes)
+            for net, x in logits.items()
+        }
 
-    def mixed_targets(self, sources: dict, masks, extra: dict) -> dict:
+    def mixed_targets(self, sources: dict, masks, extra: dict, classes=(None, None)) -> dict:
         """Targets for mixed images, from each net's logits on the two source batches
-        ({net: [logits_0, logits_1]}), mixed with the images' boxes."""
+        ({net: [logits_0, logits_1]}), mixed with the images' boxes. `classes`: the two batches'
+        image-level labels, used with pseudo.class_mask (each source masked by its own)."""
         if self.kind == "cpc":
             return {
                 net: cutmix.mix(_probabilities(x0), _probabilities(x1), masks)
                 for net, (x0, x1) in sources.items()
+            }
+        if self.options.class_mask:
+            sources = {
+                net: [_lowest_where_absent(x, c) for x, c in zip(xs, classes)]
+                for net, xs in sources.items()
             }
         return self.targets({net: cutmix.mix(x0, x1, masks) for net, (x0, x1) in sources.items()}, extra)
 
@@ -156,6 +167,11 @@ class CrossTerm:
         if self.kind == "cpc":
             return [pseudo_labels.from_probabilities(targets[net]) for net in OTHER]
         return [targets[net] for net in OTHER]
+
+
+def _lowest_where_absent(logits, classes):
+    logits = losses.at_least_f32(logits)
+    return pseudo_labels.class_masked(logits, classes, jnp.finfo(logits.dtype).min)
 
 
 def _probabilities(logits):

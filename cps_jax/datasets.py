@@ -8,6 +8,10 @@
   leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip; not needed once prepared);
 - `voc_aug`: PASCAL VOC 2012 + SBD, 21 classes, train_aug 10,582 / validation 1,449 (field
   manual_dir: VOCtrainval_11-May-2012.tar with benchmark.tgz or SegmentationClassAug/);
+- `gta5`: GTA5, 24,966 game frames in the 19 Cityscapes classes, 1/20 held out as validation
+  (field manual_dir: 01_images.zip .. 10_labels.zip, or the extracted images/ and labels/);
+- `synthia`: SYNTHIA-RAND-CITYSCAPES, 9,400 rendered images in the 19 Cityscapes classes (the
+  usual 16: classes=synthia.SYNTHIA_16), 1/20 held out (field manual_dir: RAND_CITYSCAPES/);
 - `image_folder`: a user's own folder (fields folder, val_fraction, val_seed; see
   `cps_jax/data/image_folder.py`).
 
@@ -26,7 +30,7 @@ import numpy as np
 from cps_jax.data.labels import id_table
 from cps_jax.data.sources import MappedSource
 
-NAMES = ("synthetic_streets", "cityscapes", "voc_aug", "image_folder")
+NAMES = ("synthetic_streets", "cityscapes", "voc_aug", "gta5", "synthia", "image_folder")
 
 # The `image_folder` fields of `config.data` and their defaults: no folder; without a val/
 # sub-folder, a deterministic 1/10 of images/ (seed 0) is held out for validation.
@@ -36,7 +40,7 @@ IMAGE_FOLDER_DEFAULTS = {"folder": "", "val_fraction": "1/10", "val_seed": 0}
 # here, and `data_config` (cps-prepare NAME, without a config file) starts from them.
 DATA_DEFAULTS = {
     "data_dir": "",  # where prepared data go: "" -> $CPS_DATA_DIR, else ./data
-    "manual_dir": "",  # cityscapes, voc_aug: the folder of the downloaded archives
+    "manual_dir": "",  # cityscapes, voc_aug, gta5, synthia: the folder of the downloaded archives
     # Train and evaluate on these classes only (names, in order; the rest become ignore, 255);
     # () keeps every class of the data set.
     "classes": (),
@@ -157,6 +161,18 @@ def _voc_aug(data_config, data_dir):
     return _from_archives(voc, "voc_aug", data_config, data_dir)
 
 
+def _gta5(data_config, data_dir):
+    from cps_jax.data import gta5
+
+    return _from_archives(gta5, "gta5", data_config, data_dir)
+
+
+def _synthia(data_config, data_dir):
+    from cps_jax.data import synthia
+
+    return _from_archives(synthia, "synthia", data_config, data_dir)
+
+
 def _image_folder(data_config, data_dir):
     from cps_jax.data import image_folder
 
@@ -172,6 +188,8 @@ _LOADERS = {
     "synthetic_streets": _synthetic_streets,
     "cityscapes": _cityscapes,
     "voc_aug": _voc_aug,
+    "gta5": _gta5,
+    "synthia": _synthia,
     "image_folder": _image_folder,
 }
 

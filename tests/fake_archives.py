@@ -3,14 +3,18 @@
 - Cityscapes: leftImg8bit_trainvaltest.zip + gtFine_trainvaltest.zip (3 cities, 2 images each);
 - PASCAL VOC 2012: VOCtrainval_11-May-2012.tar (JPEGs, palette masks with 255 boundaries, lists);
 - SBD: benchmark.tgz (cls/*.mat written with scipy.io.savemat) and a SegmentationClassAug folder;
-- an image_folder tree; a data dir as TFDS's own `cityscapes` builder would have prepared it.
+- an image_folder tree; a data dir as TFDS's own `cityscapes` builder would have prepared it;
+- GTA5: NN_images.zip + NN_labels.zip parts, or the extracted images/ and labels/ folders;
+- SYNTHIA-RAND-CITYSCAPES: the RAND_CITYSCAPES folder (16-bit RGB label PNGs) or a zip of it.
 """
 
 import io
 import json
 import os
+import struct
 import tarfile
 import zipfile
+import zlib
 
 import numpy as np
 import scipy.io
@@ -56,6 +60,65 @@ def write_tar(path: str, members: dict, mode: str = "w") -> str:
             info.size = len(data)
             t.addfile(info, io.BytesIO(data))
     return path
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+
+def _png_filter(row: np.ndarray, prior: np.ndarray, kind: int, bpp: int) -> np.ndarray:
+    """One scanline filtered with PNG filter `kind` (0 none, 1 sub, 2 up, 3 average, 4 Paeth)."""
+    raw, up = row.astype(np.int32), prior.astype(np.int32)
+    left = np.concatenate([np.zeros(bpp, np.int32), raw[:-bpp]])
+    up_left = np.concatenate([np.zeros(bpp, np.int32), up[:-bpp]])
+    if kind == 4:
+        p = left + up - up_left
+        pa, pb, pc = abs(p - left), abs(p - up), abs(p - up_left)
+        predict = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, up, up_left))
+    else:
+        predict = [0, left, up, (left + up) // 2][kind]
+    return ((raw - predict) % 256).astype(np.uint8)
+
+
+# Adam7 passes: (first row, first column, row step, column step).
+_ADAM7 = (
+    (0, 0, 8, 8), (0, 4, 8, 8), (4, 0, 8, 4), (0, 2, 4, 4), (2, 0, 4, 2), (0, 1, 2, 2), (1, 0, 2, 1)
+)  # fmt: skip
+
+
+def png16(array: np.ndarray, *, interlace: bool = False) -> bytes:
+    """A 16-bit RGB (or RGBA) PNG of uint16 [H, W, 3 or 4], written by hand (Pillow writes no
+    16-bit colour): every filter type occurs (row k uses filter k % 5), Adam7 if `interlace`."""
+    h, w, c = array.shape
+    passes = _ADAM7 if interlace else ((0, 0, 1, 1),)
+    raw, k = b"", 0
+    for y0, x0, dy, dx in passes:
+        sub = array[y0::dy, x0::dx]
+        if not sub.size:
+            continue
+        rows = sub.astype(">u2").reshape(sub.shape[0], -1).view(np.uint8)
+        prior = np.zeros(rows.shape[1], np.uint8)
+        for row in rows:
+            raw += bytes([k % 5]) + _png_filter(row, prior, k % 5, 2 * c).tobytes()
+            prior, k = row, k + 1
+    header = struct.pack(">IIBBBBB", w, h, 16, {3: 2, 4: 6}[c], 0, 0, int(interlace))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(raw))
+        + _png_chunk(b"IEND", b"")
+    )
+
+
+def write_files(root: str, members: dict) -> str:
+    """`members` ({relative path: bytes}) written as files under `root`."""
+    for name, data in members.items():
+        path = os.path.join(root, *name.split("/"))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(data)
+    return root
 
 
 def random_image(rng, h: int, w: int) -> np.ndarray:
@@ -294,4 +357,80 @@ def image_folder(folder: str, seed: int = 0, *, num_images: int = 5, val: bool =
         out["unlabeled"][f"u_{k}"] = image
     if val:
         labeled("val/images", "val/masks", ["v_0", "v_1"], out["val_images"], out["val_masks"])
+    return out
+
+
+# ----------------------------------------------------------------------------------------- GTA5
+# Two parts of two images each; ids as in the published set (five digits, from 00001).
+GTA5_PARTS = {"01": ["00001", "00002"], "02": ["00003", "00010"]}
+GTA5_IDS = [i for ids in GTA5_PARTS.values() for i in ids]
+
+
+def gta5(manual_dir: str, seed: int = 0, *, layout: str = "zip") -> dict:
+    """Writes GTA5: layout 'zip' (01_images.zip, 01_labels.zip, 02_images.zip, 02_labels.zip,
+    members images/NNNNN.png and labels/NNNNN.png) or 'folder' (images/, labels/). The same seed
+    gives the same pixels in both. Returns {id: (image [H,W,3], label ids [H,W])}: label ids
+    0..35 and 255 occur (34, 35 and 255 are no Cityscapes class); labels are palette PNGs, as
+    published, except one grey PNG."""
+    rng = np.random.default_rng(seed)
+    out, members = {}, {}
+    for n, ident in enumerate(GTA5_IDS):
+        h, w = 24 + n, 32 - n
+        image = random_image(rng, h, w)
+        ids = rng.integers(0, 36, (h, w)).astype(np.uint8)
+        ids.flat[:37] = [*range(36), 255]
+        label = encode(ids) if n == 2 else palette_png(ids, voc_palette())
+        members[ident] = (encode(image), label)
+        out[ident] = (image, ids)
+    if layout == "folder":
+        for ident, (image, label) in members.items():
+            write_files(manual_dir, {f"images/{ident}.png": image, f"labels/{ident}.png": label})
+        return out
+    for part, ids in GTA5_PARTS.items():
+        write_zip(
+            os.path.join(manual_dir, f"{part}_images.zip"),
+            {f"images/{i}.png": members[i][0] for i in ids},
+        )
+        write_zip(
+            os.path.join(manual_dir, f"{part}_labels.zip"),
+            {f"labels/{i}.png": members[i][1] for i in ids},
+        )
+    return out
+
+
+# --------------------------------------------------------------------------------------- SYNTHIA
+SYNTHIA_IDS = ["0000000", "0000001", "0000002", "0000003"]
+
+
+def synthia_files(seed: int = 0) -> tuple[dict, dict]:
+    """({member under RAND_CITYSCAPES/: bytes}, {id: (image [H,W,3], class ids [H,W] uint16)}).
+
+    Labels are 16-bit RGB PNGs as published: class ids in R (all of 0..22, and ids beyond the
+    table: 23, 40, 255, 256 (whose low byte is 0, void) and 1027 (low byte 3, road)), instance
+    ids in G (up to 3000), 0 in B; the last one is interlaced. A GT/COLOR/ distractor too."""
+    rng = np.random.default_rng(seed)
+    members, out = {}, {}
+    for n, ident in enumerate(SYNTHIA_IDS):
+        h, w = 24 + n, 32 + n
+        image = random_image(rng, h, w)
+        ids = rng.integers(0, 23, (h, w)).astype(np.uint16)
+        ids.flat[:28] = [*range(23), 23, 40, 255, 256, 1027]
+        instances = rng.integers(0, 3001, (h, w)).astype(np.uint16)
+        label = np.stack([ids, instances, np.zeros_like(ids)], -1)
+        members[f"RGB/{ident}.png"] = encode(image)
+        members[f"GT/LABELS/{ident}.png"] = png16(label, interlace=n == 3)
+        members[f"GT/COLOR/{ident}.png"] = encode(image[::-1])
+        out[ident] = (image, ids)
+    return members, out
+
+
+def synthia(manual_dir: str, seed: int = 0, *, layout: str = "folder") -> dict:
+    """Writes SYNTHIA-RAND-CITYSCAPES: layout 'folder' (RAND_CITYSCAPES/RGB/, GT/LABELS/, ...)
+    or 'zip' (RAND_CITYSCAPES.zip of that folder). Returns `synthia_files`'s arrays."""
+    members, out = synthia_files(seed)
+    if layout == "folder":
+        write_files(os.path.join(manual_dir, "RAND_CITYSCAPES"), members)
+    else:
+        zipped = {f"RAND_CITYSCAPES/{name}": data for name, data in members.items()}
+        write_zip(os.path.join(manual_dir, "RAND_CITYSCAPES.zip"), zipped)
     return out

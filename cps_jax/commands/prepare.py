@@ -1,7 +1,7 @@
 """cps-prepare: prepares a data set (unless already there) and says what it holds.
 
 cps-prepare --config configs/demo.py
-cps-prepare cityscapes|voc_aug --manual_dir DOWNLOADS [--data_dir DATA]
+cps-prepare cityscapes|voc_aug|gta5|synthia --manual_dir DOWNLOADS [--data_dir DATA]
 cps-prepare image_folder --folder MY_DATA [--val_fraction 1/10] [--data_dir DATA]
 """
 
@@ -49,7 +49,9 @@ def define_flags():
         "data_dir", None, "With a NAME: where prepared data go (else $CPS_DATA_DIR, else ./data)."
     )
     flags.DEFINE_string(
-        "manual_dir", None, "cityscapes, voc_aug: the folder holding the downloaded archives."
+        "manual_dir",
+        None,
+        "cityscapes, voc_aug, gta5, synthia: the folder holding the downloaded archives.",
     )
     flags.DEFINE_string(
         "folder", None, "image_folder: the data-set folder (images/, masks/, classes.json)."

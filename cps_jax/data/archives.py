@@ -7,6 +7,7 @@ file (and the member inside an archive) and what was expected.
 
 import io
 import os
+import struct
 import tarfile
 import zipfile
 import zlib
@@ -17,6 +18,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 from tqdm import tqdm
 
+from cps_jax.data import partitions
 from cps_jax.data.labels import IGNORE_LABEL
 from cps_jax.data.png import png_bytes
 
@@ -80,6 +82,29 @@ class Archive:
                 return f.read()
         except _READ_ERRORS as error:
             raise DataError(f"{self.path}: member {name!r} is corrupt: {error}") from None
+
+    def read_head(self, name: str, size: int) -> bytes:
+        """The first `size` bytes of member `name` (fewer if it is shorter), without reading the
+        rest; DataError as `read`."""
+        if name not in self._members:
+            raise DataError(f"{self.path}: missing member {name!r}")
+        member = self._members[name]
+        try:
+            if self._zip is not None:
+                with self._zip.open(member) as f:
+                    return f.read(size)
+            if self._tar is not None:
+                return self._tar.extractfile(member).read(size)
+            with open(member, "rb") as f:
+                return f.read(size)
+        except _READ_ERRORS as error:
+            raise DataError(f"{self.path}: member {name!r} is corrupt: {error}") from None
+
+    def where(self, name: str) -> str:
+        """How messages name member `name`: its path in a folder, 'archive:member' in an archive."""
+        if self._zip is None and self._tar is None:
+            return os.path.join(self.path, *name.split("/"))
+        return f"{self.path}:{name}"
 
     def storage_order(self, names: Iterable[str]) -> list[str]:
         """`names` sorted by position in the archive: reading in this order never seeks back (which
@@ -201,6 +226,53 @@ def check_same_size(mask_hw, image_hw, mask_source: str, image_source: str) -> N
             f"{mask_source}: mask is {mask_hw[0]}x{mask_hw[1]} (HxW) but its image "
             f"{image_source} is {image_hw[0]}x{image_hw[1]}"
         )
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_HEADER_SIZE = 24  # the signature, then the IHDR chunk's length, type, width and height
+
+
+def png_size(head: bytes) -> tuple[int, int] | None:
+    """(height, width) from the first PNG_HEADER_SIZE bytes of a PNG file; None if not a PNG's."""
+    if len(head) < PNG_HEADER_SIZE or head[:8] != PNG_SIGNATURE or head[12:16] != b"IHDR":
+        return None
+    width, height = struct.unpack(">II", head[16:24])
+    return height, width
+
+
+def check_pair_sizes(pairs, desc: str, hint: str = "") -> None:
+    """Compares the sizes in the headers of (image, mask) PNG pairs before any pixel is read, so
+    that mismatched pairs fail in seconds, all of them named, not one by one after hours of
+    conversion. `pairs`: (image archive, image member, mask archive, mask member); a member that
+    is not a PNG is left to the conversion's own check. `hint` ends the message."""
+    bad = []
+    for images, image, masks, mask in progress(pairs, desc):
+        image_hw = png_size(images.read_head(image, PNG_HEADER_SIZE))
+        mask_hw = png_size(masks.read_head(mask, PNG_HEADER_SIZE))
+        if image_hw and mask_hw and image_hw != mask_hw:
+            bad.append((masks.where(mask), mask_hw, images.where(image), image_hw))
+    if not bad:
+        return
+    lines = [
+        f"{m}: mask is {mh[0]}x{mh[1]} (HxW) but its image {i} is {ih[0]}x{ih[1]}"
+        for m, mh, i, ih in bad
+    ]
+    n = len(bad) - 1
+    more = f"\n{n} more pair{'s differ' if n > 1 else ' differs'} in size:\n  " if n else ""
+    raise DataError(lines[0] + more + "\n  ".join(lines[1:]) + (f"\n{hint}" if hint else ""))
+
+
+def hold_out(items: list, fraction: str, seed: int, where: str) -> dict[str, list]:
+    """{'train', 'validation'}: a deterministic `fraction` of `items` held out for validation
+    (drawn as `partitions.split_labeled` draws a labeled share: ceil(n * fraction) items of one
+    permutation of seed `seed`), the rest for training; both keep the order of `items`."""
+    held, kept = partitions.split_labeled(len(items), fraction, seed)
+    if not len(kept):
+        raise DataError(
+            f"{where}: {len(items)} example(s) only; holding out {fraction} for validation leaves "
+            "none for training"
+        )
+    return {"train": [items[i] for i in kept], "validation": [items[i] for i in held]}
 
 
 def check_mask_values(mask: np.ndarray, num_classes: int, source: str) -> None:

@@ -180,32 +180,35 @@ def test_gta5_corrupt_files_are_named(tmp_path):
     assert not archives.is_prepared(gta5.builder(str(data_dir)))
 
 
-def test_gta5_size_mismatch_names_both_files(tmp_path):
+def test_gta5_pairs_of_different_sizes_are_left_out_and_named(tmp_path, capfd):
     manual, data_dir = tmp_path / "dl", tmp_path / "data"
     manual.mkdir()
-    fa.gta5(str(manual), layout="folder")
+    expected = fa.gta5(str(manual), layout="folder")
     for ident, hw in (("00002", (5, 7)), ("00010", (6, 8))):
         (manual / "labels" / f"{ident}.png").write_bytes(fa.encode(np.zeros(hw, np.uint8)))
-    with pytest.raises(DataError) as error:
-        gta5.prepare(str(data_dir), str(manual))
-    message = str(error.value)
+    sources = gta5.sources(str(data_dir), str(manual))
+    err = capfd.readouterr().err
     label, image = manual / "labels" / "00002.png", manual / "images" / "00002.png"
-    assert message.startswith(f"{label}: mask is 5x7 (HxW) but its image {image} is 25x31\n")
-    assert "\n1 more pair differs in size:\n" in message
-    assert f"{manual / 'labels' / '00010.png'}: mask is 6x8 (HxW) but its image" in message
-    assert "images/00001.png" not in message
-    # the zips: members named inside their archive
-    shutil.rmtree(manual)
+    assert f"left out: {label}: mask is 5x7 (HxW) but its image {image} is 25x31" in err
+    assert f"{manual / 'labels' / '00010.png'}: mask is 6x8 (HxW) but its image" in err
+    assert "2 of 4 GTA5 pairs differ in size and are left out" in err
+    ids = {ex["id"].decode() for split in sources.values() for ex in split}
+    assert ids == set(expected) - {"00002", "00010"}
+
+
+def test_pair_size_check_names_every_mismatch(tmp_path):
+    manual = tmp_path / "dl"
     manual.mkdir()
     fa.gta5(str(manual), layout="zip")
     fa.write_zip(
         str(manual / "02_labels.zip"),
         {"labels/00003.png": fa.encode(np.zeros((3, 4), np.uint8)), "labels/00010.png": b""},
     )
+    items = gta5.index(*gta5.open_inputs(str(manual)))
+    pairs = [(it.images, it.image, it.labels, it.label) for it in items]
     match = r"02_labels.zip:labels/00003.png: mask is 3x4 \(HxW\) but its image .*02_images.zip"
     with pytest.raises(DataError, match=match):
-        gta5.prepare(str(data_dir), str(manual))
-    assert not archives.is_prepared(gta5.builder(str(data_dir)))
+        archives.check_pair_sizes(pairs, "sizes")
 
 
 # ------------------------------------------------------------------------------------- SYNTHIA

@@ -240,24 +240,33 @@ def png_size(head: bytes) -> tuple[int, int] | None:
     return height, width
 
 
-def check_pair_sizes(pairs, desc: str, hint: str = "") -> None:
-    """Compares the sizes in the headers of (image, mask) PNG pairs before any pixel is read, so
-    that mismatched pairs fail in seconds, all of them named, not one by one after hours of
-    conversion. `pairs`: (image archive, image member, mask archive, mask member); a member that
-    is not a PNG is left to the conversion's own check. `hint` ends the message."""
+def mismatched_pairs(pairs, desc: str) -> list[tuple[int, str]]:
+    """(index, one line naming both files and their sizes) of every (image, mask) PNG pair whose
+    sizes differ, read from the PNG headers before any pixel is: seconds, not hours of conversion.
+    `pairs`: (image archive, image member, mask archive, mask member); a member that is not a PNG
+    is left to the conversion's own check."""
     bad = []
-    for images, image, masks, mask in progress(pairs, desc):
+    for k, (images, image, masks, mask) in enumerate(progress(pairs, desc)):
         image_hw = png_size(images.read_head(image, PNG_HEADER_SIZE))
         mask_hw = png_size(masks.read_head(mask, PNG_HEADER_SIZE))
         if image_hw and mask_hw and image_hw != mask_hw:
-            bad.append((masks.where(mask), mask_hw, images.where(image), image_hw))
-    if not bad:
+            bad.append(
+                (
+                    k,
+                    f"{masks.where(mask)}: mask is {mask_hw[0]}x{mask_hw[1]} (HxW) but its image "
+                    f"{images.where(image)} is {image_hw[0]}x{image_hw[1]}",
+                )
+            )
+    return bad
+
+
+def check_pair_sizes(pairs, desc: str, hint: str = "") -> None:
+    """A DataError naming every pair of `pairs` whose sizes differ (mismatched_pairs); `hint`
+    ends the message."""
+    lines = [line for _, line in mismatched_pairs(pairs, desc)]
+    if not lines:
         return
-    lines = [
-        f"{m}: mask is {mh[0]}x{mh[1]} (HxW) but its image {i} is {ih[0]}x{ih[1]}"
-        for m, mh, i, ih in bad
-    ]
-    n = len(bad) - 1
+    n = len(lines) - 1
     more = f"\n{n} more pair{'s differ' if n > 1 else ' differs'} in size:\n  " if n else ""
     raise DataError(lines[0] + more + "\n  ".join(lines[1:]) + (f"\n{hint}" if hint else ""))
 

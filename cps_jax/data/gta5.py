@@ -14,9 +14,10 @@ GTA5 comes as one set; the builder holds out a deterministic 1/20 of it for vali
 images of the ids' sorted order, drawn with seed 0: 1,249 of 24,966) and trains on the rest
 (23,717). An adaptation run validates on its target (Cityscapes) anyway.
 
-Some frames of the published set differ in size from their labels; the sizes of all pairs are
-compared (from the PNG headers) before the conversion, and any mismatch is a DataError naming both
-files of every such pair.
+Some frames of the published set differ in size from their labels (about 25, a known defect of
+the data set); the sizes of all pairs are compared (from the PNG headers) before the conversion,
+and those pairs are left out with a warning naming both files of each, as adaptation codebases
+do, before the hold-out is drawn.
 
   sources(data_dir, manual_dir)["train"][0]  # {"image" [H,W,3], "mask" [H,W,1], "id"}
 """
@@ -24,6 +25,7 @@ files of every such pair.
 import collections
 import os
 import re
+import sys
 
 from etils import epath
 
@@ -140,13 +142,20 @@ def splits(items: list[Item]) -> dict[str, list[Item]]:
     return archives.hold_out(items, VALIDATION_FRACTION, VALIDATION_SEED, where)
 
 
-def check_sizes(items: list[Item]) -> None:
-    archives.check_pair_sizes(
-        [(it.images, it.image, it.labels, it.label) for it in items],
-        "gta5 sizes",
-        "Delete these images from the extracted images/ folder (or resize them to their labels) "
-        "and prepare again.",
-    )
+def same_size_items(items: list[Item]) -> list[Item]:
+    """`items` without the pairs whose image and label differ in size, each named in a warning."""
+    pairs = [(it.images, it.image, it.labels, it.label) for it in items]
+    bad = archives.mismatched_pairs(pairs, "gta5 sizes")
+    for _, line in bad:
+        print(f"warning: left out: {line}", file=sys.stderr, flush=True)
+    if bad:
+        print(
+            f"warning: {len(bad)} of {len(items)} GTA5 pairs differ in size and are left out",
+            file=sys.stderr,
+            flush=True,
+        )
+    skip = {k for k, _ in bad}
+    return [it for k, it in enumerate(items) if k not in skip]
 
 
 def convert(item: Item) -> dict:
@@ -177,8 +186,7 @@ class Gta5(archives.SegmentationBuilder):
     code_path = epath.Path(os.path.abspath(__file__))
 
     def _split_generators(self, dl_manager):
-        items = index(*open_inputs(os.fspath(dl_manager.manual_dir)))
-        check_sizes(items)
+        items = same_size_items(index(*open_inputs(os.fspath(dl_manager.manual_dir))))
         return {
             split: self._generate_examples(split_items, split)
             for split, split_items in splits(items).items()

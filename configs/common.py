@@ -211,6 +211,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.optim.momentum = 0.9
     config.optim.weight_decay = 1e-4
     config.optim.poly_power = 0.9
+    config.optim.classifier_lr = 1.0  # the final classifier's lr, in multiples of optim.lr
     config.optim.warmup_steps = 0
     # "none": lr is for the global batch as configured; "linear": lr is for base_batch labeled
     # images and the code scales it by batch_size_labeled / base_batch (overrides follow).

@@ -4,7 +4,8 @@
   "sgd"   the reference: g + wd * w (L2 in the gradient), momentum, -lr.
   "adamw" Adam with decoupled weight decay (lr * wd * w), for short runs from random
           initialisation, where SGD is slow to get going; `optim.momentum` is Adam's b1.
-Both decay only conv / dense kernels and follow the same lr schedule.
+Both decay only conv / dense kernels and follow the same lr schedule. `optim.classifier_lr`
+multiplies the learning rate of the final classifier (1: as the rest; the PCT authors use 10).
 """
 
 import jax
@@ -100,4 +101,21 @@ def make(
         )
     else:
         raise ValueError(f"config.optim.name must be one of {OPTIMIZERS}, got {name!r}")
+    factor = float(optim_config.classifier_lr)
+    if factor <= 0:
+        raise ValueError(f"config.optim.classifier_lr must be positive, got {factor}")
+    if factor != 1.0:
+        # Both updates are linear in the lr, so scaling the classifier's is its lr times `factor`.
+        tx = optax.chain(tx, _scale_classifier(factor))
     return tx, schedule
+
+
+def classifier_mask(params):
+    """True for the parameters of the final classifier (the top-level "classifier" module)."""
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: getattr(path[0], "key", None) == "classifier", params
+    )
+
+
+def _scale_classifier(factor: float) -> optax.GradientTransformation:
+    return optax.masked(optax.scale(factor), classifier_mask)

@@ -178,6 +178,8 @@ CONFIG_VARIANTS = [
     ("cityscapes.py", "split=1/8,backbone=r101,cutmix=False"),
     ("cityscapes.py", "split=1/4,cutmix=True"),
     ("folder.py", "path=my_data,split=1/4"),
+    ("pct_voc.py", "labeled=183"),
+    ("pct_voc.py", "labeled=92,stage=2,folder=labels"),
 ]
 
 
@@ -218,8 +220,9 @@ def test_every_config_runs_two_training_steps_with_a_tiny_model(name, arg):
     )
     num_classes, n, size = 19, 2, 32
     tx, schedule = optim.make(config.optim, config.total_steps, n)
+    extra = methods.get(config.method).initial_extra(config, num_classes)
     state = create_train_state(
-        config.model, num_classes, tx, jax.random.key_data(jax.random.key(0)), config.method
+        config.model, num_classes, tx, jax.random.key_data(jax.random.key(0)), config.method, extra
     )
     step = jax.jit(
         make_train_step(net_graphdef(config.model, num_classes), config, tx, schedule)
@@ -232,6 +235,12 @@ def test_every_config_runs_two_training_steps_with_a_tiny_model(name, arg):
     }
     if "u1" in methods.get(config.method).streams:
         batch["image_u1"] = rng.normal(size=(n, size, size, 3)).astype(np.float32)
+    if "w" in methods.get(config.method).streams:
+        batch["image_w"] = rng.normal(size=(n, size, size, 3)).astype(np.float32)
+        batch["mask_w"] = batch["mask_l"]
+        batch["pixel_w"] = np.array([True, False])
+        for s in ("l", "w"):
+            batch[f"classes_{s}"] = (rng.random((n, num_classes)) < 0.5).astype(np.uint8)
     for i in range(2):
         state, metrics = step(state, batch, jax.random.key_data(jax.random.key(i)))
     assert int(state.step) == 2 and np.isfinite(float(metrics["loss"]))

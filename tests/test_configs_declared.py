@@ -46,7 +46,10 @@ VARIANTS = {
         "regime=labels",
         "regime=labels,pretrained=source.cpsj,split=1/16,seed=0,"
         "method=cps_cutmix,recipe=recommended",
+        "regime=labels,method=pct,image_labeled=rest",
+        "regime=labels,method=cps,recipe=recommended,image_labeled=rest,class_mask=True",
     ],
+    "pct_voc.py": [None, "labeled=92", "labeled=1464", "labeled=92,stage=2,folder=labels"],
 }
 CASES = [(name, arg) for name, args in VARIANTS.items() for arg in args]
 

@@ -20,6 +20,7 @@ def optim_config(name, lr=0.1, momentum=0.9, weight_decay=0.01):
             poly_power=0.9,
             warmup_steps=0,
             lr_scaling="none",
+            classifier_lr=1.0,
         )
     )
 
@@ -112,3 +113,31 @@ def test_schedule_is_float64_in_a_float64_run(warmup):
     assert (
         learning_rate_schedule(config, TOTAL_STEPS)(jnp.asarray(1, jnp.int32)).dtype == jnp.float32
     )
+
+
+@pytest.mark.parametrize("name", ["sgd", "adamw"])
+def test_classifier_lr_multiplies_the_classifiers_steps_only(name):
+    rng = np.random.default_rng(3)
+    tree = lambda: {  # noqa: E731
+        "conv": {"kernel": rng.normal(size=(2, 3))},
+        "classifier": {"kernel": rng.normal(size=(3, 2)), "bias": rng.normal(size=2)},
+    }
+    params, grads = tree(), [tree() for _ in range(3)]
+
+    def run(factor):
+        config = optim_config(name, weight_decay=0.0)  # decay would read the diverged weights
+        config.classifier_lr = factor
+        tx, _ = optim.make(config, TOTAL_STEPS)
+        state, p = tx.init(params), params
+        steps = []
+        for g in grads:
+            updates, state = tx.update(g, state, p)
+            p = optax.apply_updates(p, updates)
+            steps.append(updates)
+        return steps
+
+    plain, scaled = run(1.0), run(10.0)
+    for a, b in zip(plain, scaled):  # SGD (momentum) and AdamW steps are linear in the lr
+        np.testing.assert_allclose(b["conv"]["kernel"], a["conv"]["kernel"], rtol=1e-6)
+        for leaf in ("kernel", "bias"):
+            np.testing.assert_allclose(b["classifier"][leaf], 10 * a["classifier"][leaf], rtol=1e-5)

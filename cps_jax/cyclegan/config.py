@@ -11,7 +11,7 @@ Fields (ml_collections.ConfigDict):
   model.disc_layers   stride-2 convs (3: the 70x70 PatchGAN; the widths stop doubling at 8w).
   loss.cycle_weight   lambda of the cycle loss (10).
   loss.identity_fraction  the identity loss's weight as a fraction of lambda (0.5: weight 5);
-                      0 leaves the identity loss (and its two generator forwards) out.
+                      0 leaves the identity loss (and its images in the generator calls) out.
   pool_size           generated images per history pool (50); 0: no pool.
   optim.lr, b1, b2    Adam (2e-4, 0.5, 0.999), for all four nets.
   optim.total_steps   steps of the run; the learning rate reaches 0 there.

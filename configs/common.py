@@ -111,6 +111,10 @@ def base_config() -> ml_collections.ConfigDict:
     config.data.domain = "photo"  # synthetic_streets.DOMAINS
     config.data.dataset_seed = 0  # seed of the generated scenes
     config.data.labeled_fraction = "1/8"  # of the train split; the rest is unlabeled
+    # Domain adaptation: a labeled source domain of the same classes (name "": none). With one,
+    # the labeled stream is the source's train split and all of this train split is unlabeled;
+    # validation stays this (the target's). Fields as config.data's loader fields.
+    config.data.source = ml_collections.ConfigDict(datasets.source_defaults())
     config.data.labeled_list = ""  # a file of example ids; overrides labeled_fraction
     # Of the images without pixel labels, those with image-level labels (the classes present):
     # "" none, "rest" all of them, or a fraction of the train split (partitions.image_labeled).
@@ -199,6 +203,16 @@ def base_config() -> ml_collections.ConfigDict:
     config.pct.score_momentum = 0.99  # of the pseudo net's per-class counts (dynamic evaluation)
     config.pct.score_power = 8.0  # w_i = (min IoU over the image's classes) ** score_power
     config.pct.cls_skip = ()  # class indices left out of L_cls (VOC: (0,), its background)
+
+    # Adaptation methods (cps_jax/methods/adaptation.py, adversarial.py): the papers' settings.
+    config.adapt = ml_collections.ConfigDict()
+    config.adapt.entropy_weight = 1e-3  # minent: λ_ent
+    config.adapt.adversarial_weight = 1e-3  # adaptseg / advent: λ_adv
+    config.adapt.gan = "bce"  # or "ls" (least squares)
+    config.adapt.disc_width = 64  # the discriminator's first width (64-128-256-512-1)
+    config.adapt.disc_lr = 1e-4  # its Adam lr (β 0.9, 0.99), poly decay
+    config.adapt.confidence = 0.968  # dacs: the teacher's confidence that counts a pixel
+    config.adapt.ema_max = 0.99  # dacs: the teacher's α_t = min(1 - 1/(t+1), ema_max)
 
     config.cutmix = ml_collections.ConfigDict()
     config.cutmix.num_boxes = 3

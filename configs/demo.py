@@ -47,6 +47,7 @@ def from_args(args: dict, source: str):
         config.model.low_level_channels = 8
         config.batch_size_labeled = config.batch_size_unlabeled = 2
         config.eval_batch_size = 3
+        config.adapt.disc_width = 4
         config.total_steps = 4
         config.log_every = 1
         config.eval_every = config.checkpoint_every = 2

@@ -60,6 +60,9 @@ class SegmentationData:
     # Image-level labels of images without masks, {id: multi-hot uint8 [C]} (image_folder's
     # tags.json); images with masks have theirs from the mask.
     tags: dict = dataclasses.field(default_factory=dict)
+    # Domain adaptation: a labeled source domain (config.data.source) of the same classes; its
+    # train split is the labeled stream and this data set's train split is unlabeled.
+    source: "SegmentationData | None" = None
 
     @property
     def num_classes(self) -> int:
@@ -207,7 +210,33 @@ def load(data_config) -> SegmentationData:
         )
     data = loader(data_config, resolve_data_dir(data_config))
     classes = tuple(data_config.classes)
-    return restrict_classes(data, classes) if classes else data
+    data = restrict_classes(data, classes) if classes else data
+    source_config = data_config.get("source")
+    if source_config is not None and source_config.name:
+        source = load(source_config)
+        if tuple(source.class_names) != tuple(data.class_names):
+            raise ValueError(
+                f"config.data.source: its classes ({', '.join(source.class_names)}) must be the "
+                f"target's ({', '.join(data.class_names)}), in order; set "
+                "config.data.source.classes"
+            )
+        data = dataclasses.replace(data, source=source)
+    return data
+
+
+def source_defaults() -> dict:
+    """The fields of `config.data.source` (a labeled source domain) and their defaults: the
+    loader's fields and the generator's, name "" (no source)."""
+    return {
+        "name": "",
+        **DATA_DEFAULTS,
+        "height": 96,
+        "width": 192,
+        "num_train": 1000,
+        "num_validation": 200,
+        "domain": "render",
+        "dataset_seed": 1,
+    }
 
 
 def restrict_classes(data: SegmentationData, names: Sequence[str]) -> SegmentationData:

@@ -146,15 +146,24 @@ def train_dataset(config, data, *, process_index: int = 0, process_count: int = 
     The masks of images that are not pixel-labeled are hidden truth, for the diagnostics only: a
     loss reads a mask only where pixel_s is True.
     """
-    labeled, rest, image_labeled = partition_sets(config, data)
-    rows = {
-        "l": Rows([(data.train, labeled, True, True)]),
-        "u": Rows(
-            [(data.train, rest, np.isin(rest, image_labeled), False)]
-            + _all_unlabeled(data)
-        ),
-    }
     wanted = methods.get(config.method).streams
+    if data.source is not None:  # adaptation: the source labeled, the whole target train unlabeled
+        if "w" in wanted:
+            raise ValueError(f"config.method={config.method!r} has no image-level labels with a source domain")
+        everything = np.arange(len(data.train))
+        source_all = np.arange(len(data.source.train))
+        rows = {
+            "l": Rows([(data.source.train, source_all, True, True)]),
+            "u": Rows([(data.train, everything, False, False)] + _all_unlabeled(data)),
+        }
+    else:
+        labeled, rest, image_labeled = partition_sets(config, data)
+        rows = {
+            "l": Rows([(data.train, labeled, True, True)]),
+            "u": Rows(
+                [(data.train, rest, np.isin(rest, image_labeled), False)] + _all_unlabeled(data)
+            ),
+        }
     if "w" in wanted:
         rows["w"] = Rows(
             [(data.train, labeled, True, True), (data.train, image_labeled, True, False)]
@@ -174,6 +183,7 @@ def train_dataset(config, data, *, process_index: int = 0, process_count: int = 
         split=f"{data.name}/train",
         tags=data.tags,
     )
+    split_of = {"l": f"{data.source.name}/train (source)"} if data.source is not None else {}
     # The method says which streams it reads: "l", and "u" (and "u1") of images without pixel
     # labels, "w" of images with image-level labels.
     seeds = {"l": 2 * config.seed, "u": 2 * config.seed + 10_007, "u1": 2 * config.seed + 20_014}
@@ -188,7 +198,7 @@ def train_dataset(config, data, *, process_index: int = 0, process_count: int = 
             seed=seeds[name],
             global_batch=global_batch,
             batch_name=batch_name,
-            **common,
+            **{**common, "split": split_of.get(name, common["split"])},
         )
     names = list(streams)
     length = min(len(ds) for ds in streams.values())  # all are "infinite"; zip needs one length

@@ -52,7 +52,7 @@ def make_train_step(graphdef, config, tx: optax.GradientTransformation, lr_sched
                 new_params = optax.apply_updates(net["params"], updates)
             nets[name] = {"params": new_params, "batch_stats": aux.batch_stats[name]}
         if hook is not None:
-            nets = hook(nets)
+            nets = hook(nets, state.step)
         new_state = TrainState(
             step=state.step + 1, nets=nets, opt_states=opt_states, extra=aux.extra
         )

@@ -6,4 +6,4 @@ Adding a method is one module that builds a `Method` and `register`s it, plus it
 from cps_jax.methods.base import STREAMS, Aux, Method, get, names, register, unregister
 
 # The families; importing them registers their methods.
-from cps_jax.methods import cps, mean_teacher, pct, supervised  # noqa: E402,F401  isort: skip
+from cps_jax.methods import adaptation, adversarial, cps, mean_teacher, pct, supervised  # noqa: E402,F401  isort: skip

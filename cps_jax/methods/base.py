@@ -49,7 +49,7 @@ class Method:
     make_loss: Callable[[Any, Any], Callable]
     # Nets that start as a copy of another ({copy: original}) instead of their own initialisation.
     copies: dict = dataclasses.field(default_factory=dict)
-    # config -> (nets after the optimizer update -> nets), e.g. an EMA teacher; None: no hook.
+    # config -> ((nets after the optimizer update, step) -> nets), e.g. an EMA teacher; None: none.
     after_update: Callable | None = None
     # (config, batch, key) -> draws for the loss (random boxes, a key for a strong view); None: none.
     draws: Callable | None = None

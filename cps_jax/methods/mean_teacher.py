@@ -63,7 +63,7 @@ def ema_update(teacher, student, decay: float):
 def ema_teacher(config):
     """nets -> nets with the teacher (right) moved towards the updated student (left)."""
     decay = config.loss.ema_decay
-    return lambda nets: dict(nets, right=ema_update(nets["right"], nets["left"], decay))
+    return lambda nets, step: dict(nets, right=ema_update(nets["right"], nets["left"], decay))
 
 
 TEACHER = dict(

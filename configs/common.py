@@ -213,6 +213,11 @@ def base_config() -> ml_collections.ConfigDict:
     config.adapt.disc_lr = 1e-4  # its Adam lr (β 0.9, 0.99), poly decay
     config.adapt.confidence = 0.968  # dacs: the teacher's confidence that counts a pixel
     config.adapt.ema_max = 0.99  # dacs: the teacher's α_t = min(1 - 1/(t+1), ema_max)
+    # cps-self-train: rounds, and the CBST portion p of each (start, + step a round, at most max).
+    config.adapt.rounds = 3
+    config.adapt.cbst_start = 0.2
+    config.adapt.cbst_step = 0.05
+    config.adapt.cbst_max = 0.5
 
     config.cutmix = ml_collections.ConfigDict()
     config.cutmix.num_boxes = 3

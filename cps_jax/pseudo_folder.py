@@ -31,40 +31,67 @@ from cps_jax.models.functional import net_graphdef
 SUMMARY_FILE = "pseudo_labels.json"
 
 
-def _write(path: str, array: np.ndarray) -> None:
+def write_png(path: str, array: np.ndarray) -> None:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "wb") as f:
         f.write(png_bytes(np.asarray(array, np.uint8)))
 
 
-def _ident(example) -> str:
+def ident_of(example) -> str:
     value = example["id"]
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _image_and_mask(example):
+def image_and_mask(example):
     image = np.asarray(example["image"], np.uint8)
     mask = np.asarray(example["mask"])
     return image, (mask[..., 0] if mask.ndim == 3 else mask).astype(np.uint8)
 
 
-def labeler(config, net: dict, num_classes: int, options: inference.InferenceOptions):
-    """(uint8 image [H,W,3], classes [C]) -> the net's class-masked argmax [H,W] by `options`."""
+def predictor(config, net: dict, num_classes: int, options: inference.InferenceOptions):
+    """(uint8 image [H,W,3], classes [C] or None) -> (labels [H,W], confidence [H,W]): the net's
+    argmax by `options`, among the image's classes if given, and its softmax probability."""
     graphdef = net_graphdef(config.model, num_classes)
 
     @jax.jit
-    def label(net, image, size, classes):
+    def predict(net, image, size, classes):
         logits = evaluate.net_logits(graphdef, {"net": net}, image, size, options)["net"]
-        return pseudo_labels.class_masked_argmax(logits, classes)
+        out = pseudo_labels.select(logits, pseudo_labels.Options(), classes=classes)
+        return out.labels, out.confidence
 
-    def run(image: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    def run(image: np.ndarray, classes=None):
         h, w = image.shape[:2]
         canvas = inference.canvas_size([(h, w)], options)
         item = eval_transform(image, np.zeros((h, w), np.uint8), pad_hw=canvas)
-        out = label(net, item["image"][None], np.asarray([[h, w]], np.int32), classes[None])
-        return np.asarray(out[0, :h, :w])
+        known = np.ones(num_classes, np.uint8) if classes is None else classes
+        labels, confidence = predict(net, item["image"][None], np.asarray([[h, w]], np.int32), known[None])
+        return np.asarray(labels[0, :h, :w]), np.asarray(confidence[0, :h, :w])
 
     return run
+
+
+def labeler(config, net: dict, num_classes: int, options: inference.InferenceOptions):
+    """(uint8 image [H,W,3], classes [C]) -> the net's class-masked argmax [H,W] by `options`."""
+    predict = predictor(config, net, num_classes, options)
+    return lambda image, classes: predict(image, classes)[0]
+
+
+def write_class_file(out_dir: str, data) -> None:
+    palette = np.asarray(data.palette, np.uint8)
+    classes = [{"name": n, "color": [int(v) for v in palette[k]]} for k, n in enumerate(data.class_names)]
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, image_folder.CLASS_FILE), "w") as f:
+        json.dump({"classes": classes, "ignore_index": IGNORE_LABEL}, f, indent=1)
+
+
+def write_split(source, out_dir: str, sub: str = "") -> None:
+    """Every example of `source` with its mask into OUT/[sub/]images, masks."""
+    for i in range(len(source)):
+        example = source[i]
+        image, mask = image_and_mask(example)
+        ident = ident_of(example)
+        write_png(os.path.join(out_dir, sub, "images", ident + ".png"), image)
+        write_png(os.path.join(out_dir, sub, "masks", ident + ".png"), mask)
 
 
 def write(config, net: dict, data, out_dir: str, options, *, progress: bool = True) -> dict:
@@ -73,11 +100,7 @@ def write(config, net: dict, data, out_dir: str, options, *, progress: bool = Tr
     num_classes = data.num_classes
     label = labeler(config, net, num_classes, options)
     confusion = np.zeros((num_classes, num_classes), np.int64)
-    palette = np.asarray(data.palette, np.uint8)
-    classes = [{"name": n, "color": [int(v) for v in palette[k]]} for k, n in enumerate(data.class_names)]
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, image_folder.CLASS_FILE), "w") as f:
-        json.dump({"classes": classes, "ignore_index": IGNORE_LABEL}, f, indent=1)
+    write_class_file(out_dir, data)
 
     todo = [(data.train, int(i), True) for i in labeled]
     todo += [(data.train, int(i), False) for i in image_labeled]
@@ -86,8 +109,8 @@ def write(config, net: dict, data, out_dir: str, options, *, progress: bool = Tr
     start = time.perf_counter()
     for k, (source, i, has_labels) in enumerate(todo):
         example = source[i]
-        ident = _ident(example)
-        image, mask = _image_and_mask(example)
+        ident = ident_of(example)
+        image, mask = image_and_mask(example)
         if has_labels:
             out = mask
         else:
@@ -95,18 +118,13 @@ def write(config, net: dict, data, out_dir: str, options, *, progress: bool = Tr
             known = tags if tags is not None else input_pipeline.classes_from_mask(mask, num_classes)
             out = label(image, known).astype(np.uint8)
             confusion += np.asarray(metrics.confusion_matrix(mask, out, num_classes))
-        _write(os.path.join(out_dir, "images", ident + ".png"), image)
-        _write(os.path.join(out_dir, "masks", ident + ".png"), out)
+        write_png(os.path.join(out_dir, "images", ident + ".png"), image)
+        write_png(os.path.join(out_dir, "masks", ident + ".png"), out)
         if progress and (k + 1) % 100 == 0:
             elapsed = time.perf_counter() - start
             eta = elapsed / (k + 1) * (len(todo) - k - 1)
             print(f"  pseudo labels: {k + 1}/{len(todo)} images, ETA {format_seconds(eta)}", flush=True)
-    for i in range(len(data.validation)):
-        example = data.validation[i]
-        image, mask = _image_and_mask(example)
-        ident = _ident(example)
-        _write(os.path.join(out_dir, "val", "images", ident + ".png"), image)
-        _write(os.path.join(out_dir, "val", "masks", ident + ".png"), mask)
+    write_split(data.validation, out_dir, "val")
 
     scores = metrics.segmentation_metrics(confusion) if confusion.sum() else None
     summary = {

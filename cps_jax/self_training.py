@@ -1,0 +1,196 @@
+"""Rounds of self-training across domains with class-balanced pseudo labels (CBST, Zou et al.
+2018), resumable at every stage.
+
+  round 0   the teacher: `source_only` on the labeled source (config.data.source), scored on the
+            target's validation split;
+  round r   the previous round's net pseudo-labels the target's train split. Per class c, k_c is
+            the confidence at the top-p quantile of the pixels predicted c (over the whole split),
+            and a pixel keeps its label where p_c / k_c >= 1, else it is ignored; p starts at
+            `adapt.cbst_start` (0.2) and grows by `adapt.cbst_step` (0.05) a round up to
+            `adapt.cbst_max` (0.5). The student trains, from the start, on the source with its
+            labels plus the pseudo-labeled target (one image_folder), and becomes the next teacher.
+
+WORKDIR/round_0/ (a run), WORKDIR/round_r/{pseudo_labels/ (the folder, its pseudo_labels.json:
+p, kept share and pseudo-label accuracy against the target's hidden masks where it has them),
+run/}, WORKDIR/source/ and WORKDIR/target_val/ (written once, linked into each round's folder),
+WORKDIR/rounds.json (every round's figures). Stopped anywhere, the same command continues: a
+finished stage is read back, a run resumes from its checkpoint.
+"""
+
+import json
+import os
+
+import numpy as np
+
+from cps_jax import inference, metrics, pseudo_folder
+from cps_jax.data.labels import IGNORE_LABEL
+
+BINS = 10_000  # confidence histogram bins of the thresholds (a resolution of 1e-4)
+SUMMARY_FILE = "rounds.json"
+
+
+def portion(round_index: int, adapt_config) -> float:
+    """p of round r >= 1: cbst_start + (r - 1) cbst_step, at most cbst_max."""
+    p = adapt_config.cbst_start + (round_index - 1) * adapt_config.cbst_step
+    return float(min(p, adapt_config.cbst_max))
+
+
+def exact_thresholds(labels, confidence, num_classes: int, p: float) -> np.ndarray:
+    """k_c: the confidence of the ceil(p n_c)-th most confident of the n_c pixels predicted c
+    (1 for a class nobody predicts)."""
+    labels, confidence = np.asarray(labels).ravel(), np.asarray(confidence).ravel()
+    k = np.ones(num_classes)
+    for c in range(num_classes):
+        conf = np.sort(confidence[labels == c])[::-1]
+        if conf.size:
+            k[c] = conf[max(int(np.ceil(p * conf.size)), 1) - 1]
+    return k
+
+
+def histogram(labels, confidence, num_classes: int) -> np.ndarray:
+    """[C, BINS] counts of the pixels predicted c by confidence bin."""
+    bins = np.clip((np.asarray(confidence).ravel() * BINS).astype(np.int64), 0, BINS - 1)
+    index = np.asarray(labels).ravel().astype(np.int64) * BINS + bins
+    return np.bincount(index, minlength=num_classes * BINS).reshape(num_classes, BINS)
+
+
+def thresholds(hist: np.ndarray, p: float) -> np.ndarray:
+    """exact_thresholds from histograms, to within a bin: the lower edge of the bin that holds
+    the ceil(p n_c)-th most confident pixel."""
+    k = np.ones(hist.shape[0])
+    for c, counts in enumerate(hist):
+        n = counts.sum()
+        if n == 0:
+            continue
+        from_top = np.cumsum(counts[::-1])
+        first = int(np.argmax(from_top >= max(np.ceil(p * n), 1)))
+        k[c] = (BINS - 1 - first) / BINS
+    return k
+
+
+def keep(labels, confidence, k) -> np.ndarray:
+    """Where the pseudo label survives: p_c / k_c >= 1."""
+    return np.asarray(confidence) >= np.asarray(k)[np.asarray(labels)]
+
+
+def _link_tree(src: str, dst: str) -> None:
+    """Every file under src, linked at the same relative path under dst."""
+    for root, _, files in os.walk(src):
+        for f in files:
+            target = os.path.join(dst, os.path.relpath(os.path.join(root, f), src))
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            if not os.path.lexists(target):
+                os.symlink(os.path.abspath(os.path.join(root, f)), target)
+
+
+def write_round_folder(config, net, data, out_dir: str, workdir: str, p: float) -> dict:
+    """The student's folder: the source's images and labels, the target's train images with their
+    CBST pseudo labels, and the target's validation split; returns the labels' summary."""
+    num_classes = data.num_classes
+    options = inference.options_from_config(config)
+    predict = pseudo_folder.predictor(config, net, num_classes, options)
+    for name, source in (("source", data.source.train), ("target_val", data.validation)):
+        done = os.path.join(workdir, name, ".complete")
+        if not os.path.exists(done):
+            pseudo_folder.write_split(source, os.path.join(workdir, name))
+            open(done, "w").close()
+    # Pass 1: the per-class thresholds over the whole target train split.
+    hist = np.zeros((num_classes, BINS), np.int64)
+    for i in range(len(data.train)):
+        image, _ = pseudo_folder.image_and_mask(data.train[i])
+        hist += histogram(*predict(image), num_classes)
+    k = thresholds(hist, p)
+    # Pass 2: the labels kept, scored against the hidden masks where there are any.
+    confusion = np.zeros((num_classes, num_classes), np.int64)
+    kept = total = 0
+    for i in range(len(data.train)):
+        example = data.train[i]
+        image, truth = pseudo_folder.image_and_mask(example)
+        labels, confidence = predict(image)
+        kept_here = keep(labels, confidence, k)
+        out = np.where(kept_here, labels, IGNORE_LABEL).astype(np.uint8)
+        ident = pseudo_folder.ident_of(example)
+        pseudo_folder.write_png(os.path.join(out_dir, "images", "target", ident + ".png"), image)
+        pseudo_folder.write_png(os.path.join(out_dir, "masks", "target", ident + ".png"), out)
+        confusion += np.asarray(metrics.confusion_matrix(truth, out, num_classes))
+        kept, total = kept + int(kept_here.sum()), total + kept_here.size
+    pseudo_folder.write_class_file(out_dir, data)
+    for sub in ("images", "masks"):
+        _link_tree(os.path.join(workdir, "source", sub), os.path.join(out_dir, sub, "source"))
+        _link_tree(os.path.join(workdir, "target_val", sub), os.path.join(out_dir, "val", sub))
+    summary = {"portion": p, "thresholds": [float(v) for v in k], "kept": kept / max(total, 1)}
+    if confusion.sum():
+        scores = metrics.segmentation_metrics(confusion)
+        summary.update(
+            accuracy=float(scores["pixel_accuracy"]),
+            miou=float(scores["miou"]),
+            iou=[float(v) for v in scores["iou"]],
+        )
+    with open(os.path.join(out_dir, pseudo_folder.SUMMARY_FILE), "w") as f:
+        json.dump(summary, f, indent=1)
+    return summary
+
+
+def teacher_config(config):
+    config = config.copy_and_resolve_references()
+    config.method = "source_only"
+    return config
+
+
+def student_config(config, folder: str):
+    """Supervised on the round's folder (source + pseudo-labeled target), validated on the
+    target's validation split (the folder's val/)."""
+    config = config.copy_and_resolve_references()
+    config.method = "supervised"
+    config.data.name, config.data.folder = "image_folder", folder
+    config.data.classes, config.data.source.name = (), ""
+    config.data.labeled_fraction, config.data.image_labeled_fraction = "1", ""
+    config.data.labeled_list = ""
+    return config
+
+
+def _finished(workdir: str, total_steps: int):
+    path = os.path.join(workdir, "results.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        results = json.load(f)
+    return results if results.get("step") == total_steps else None
+
+
+def run_rounds(config, workdir: str, rounds: int, *, train_run, data, restore) -> list:
+    """Every round (module docstring); `train_run(config, workdir) -> results` and
+    `restore(workdir, num_classes) -> net` (a finished run's first net) are the trainer's,
+    injected so that this module stays free of the training loop. Returns each round's figures."""
+    if data.source is None:
+        raise ValueError("self-training needs a labeled source: set config.data.source.name")
+    summary = []
+    teacher = teacher_config(config)
+    run_dir = os.path.join(workdir, "round_0")
+    results = _finished(run_dir, config.total_steps) or train_run(teacher, run_dir)
+    summary.append({"round": 0, "miou": _miou(results)})
+    teacher_dir = run_dir
+    for r in range(1, rounds + 1):
+        folder = os.path.join(workdir, f"round_{r}", "pseudo_labels")
+        labels_file = os.path.join(folder, pseudo_folder.SUMMARY_FILE)
+        if os.path.exists(labels_file):
+            with open(labels_file) as f:
+                labels = json.load(f)
+        else:
+            net = restore(teacher_dir, data.num_classes)
+            labels = write_round_folder(config, net, data, folder, workdir, portion(r, config.adapt))
+        student = student_config(config, folder)
+        run_dir = os.path.join(workdir, f"round_{r}", "run")
+        results = _finished(run_dir, config.total_steps) or train_run(student, run_dir)
+        summary.append({"round": r, "miou": _miou(results), "pseudo_labels": labels})
+        teacher_dir = run_dir
+        with open(os.path.join(workdir, SUMMARY_FILE), "w") as f:
+            json.dump(summary, f, indent=1)
+    with open(os.path.join(workdir, SUMMARY_FILE), "w") as f:
+        json.dump(summary, f, indent=1)
+    return summary
+
+
+def _miou(results) -> float:
+    left = results["left"]
+    return float(left["miou"])

@@ -1,0 +1,100 @@
+"""Self-training rounds: CBST thresholds on a hand-made case, and a command that resumes
+mid-round."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from configs import demo
+from cps_jax import self_training
+
+
+def test_cbst_thresholds_by_hand():
+    # class 0: confidences 0.9 0.8 0.7 0.6 0.5; class 1: 0.95 0.4; class 2: none predicted
+    labels = np.array([0, 0, 0, 0, 0, 1, 1])
+    conf = np.array([0.9, 0.6, 0.8, 0.5, 0.7, 0.4, 0.95])
+    k = self_training.exact_thresholds(labels, conf, 3, 0.4)
+    # top 40%: ceil(0.4 * 5) = 2 -> the 2nd most confident of class 0 (0.8); ceil(0.8) = 1 -> 0.95
+    np.testing.assert_allclose(k, [0.8, 0.95, 1.0])
+    kept = self_training.keep(labels, conf, k)
+    np.testing.assert_array_equal(kept, [True, False, True, False, False, False, True])
+    hist = self_training.histogram(labels, conf, 3)
+    assert hist.sum() == 7 and hist[2].sum() == 0
+    np.testing.assert_allclose(self_training.thresholds(hist, 0.4), k, atol=1.0 / self_training.BINS)
+    # p = 1 keeps every pixel
+    everything = self_training.exact_thresholds(labels, conf, 3, 1.0)
+    assert self_training.keep(labels, conf, everything).all()
+
+
+def test_thresholds_from_histograms_agree_with_the_exact_ones():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, 5000)
+    conf = rng.random(5000)
+    hist = self_training.histogram(labels, conf, 4)
+    for p in (0.2, 0.35, 0.5):
+        exact = self_training.exact_thresholds(labels, conf, 4, p)
+        np.testing.assert_allclose(self_training.thresholds(hist, p), exact, atol=1.0 / self_training.BINS)
+
+
+def test_the_portion_grows_a_step_a_round_up_to_its_maximum():
+    adapt = demo.get_config().adapt
+    assert [self_training.portion(r, adapt) for r in (1, 2, 3)] == pytest.approx([0.2, 0.25, 0.3])
+    assert self_training.portion(50, adapt) == pytest.approx(0.5)
+
+
+@pytest.mark.slow
+def test_self_training_resumes_mid_round(tmp_path):
+    from cps_jax.commands import self_train as command
+    from cps_jax.trainer import Trainer
+
+    config = demo.get_config("runlocal")
+    config.data.data_dir = config.data.source.data_dir = str(tmp_path / "data")
+    source = config.data.source
+    source.name = "synthetic_streets"
+    for field in ("height", "width", "num_train", "num_validation"):
+        source[field] = config.data[field]
+    config.total_steps = config.eval_every = config.checkpoint_every = 2
+    workdir = str(tmp_path / "st")
+
+    class Preempted(Exception):
+        pass
+
+    original = Trainer.train
+    calls = []
+
+    def stop_the_student(self, until=None):
+        calls.append(self.workdir)
+        if self.workdir.endswith(os.path.join("round_1", "run")) and len(calls) == 2:
+            original(self, until=1)  # one step, checkpointed at step 1 ... then preempted
+            raise Preempted
+        return original(self, until)
+
+    config.checkpoint_every = 1
+    Trainer.train = stop_the_student
+    try:
+        with pytest.raises(Preempted):
+            command.self_train(config, workdir, rounds=1)
+        folder = os.path.join(workdir, "round_1", "pseudo_labels")
+        labels_file = os.path.join(folder, "pseudo_labels.json")
+        written = os.path.getmtime(labels_file)
+        teacher = os.path.getmtime(os.path.join(workdir, "round_0", "results.json"))
+        summary = command.self_train(config, workdir, rounds=1)
+    finally:
+        Trainer.train = original
+    # The teacher and the folder were not made again; the student went on from its checkpoint.
+    assert os.path.getmtime(labels_file) == written
+    assert os.path.getmtime(os.path.join(workdir, "round_0", "results.json")) == teacher
+    assert calls[-1].endswith(os.path.join("round_1", "run")) and len(calls) == 3
+    logged = [json.loads(line) for line in open(os.path.join(workdir, "round_1", "run", "metrics.jsonl"))]
+    assert [e["step"] for e in logged if "train/loss" in e] == [1, 2]  # step 1 was not trained again
+    assert [e["round"] for e in summary] == [0, 1]
+    labels = summary[1]["pseudo_labels"]
+    assert labels["portion"] == pytest.approx(0.2) and 0 < labels["kept"] <= 1
+    assert 0 <= labels["miou"] <= 1
+    # The round's folder: the source images and the target's with pseudo labels, its validation.
+    n_target = len(os.listdir(os.path.join(folder, "masks", "target")))
+    n_source = len(os.listdir(os.path.join(folder, "masks", "source")))
+    assert n_target == config.data.num_train and n_source == source.num_train
+    assert len(os.listdir(os.path.join(folder, "val", "masks"))) == config.data.num_validation

@@ -180,6 +180,10 @@ CONFIG_VARIANTS = [
     ("folder.py", "path=my_data,split=1/4"),
     ("pct_voc.py", "labeled=183"),
     ("pct_voc.py", "labeled=92,stage=2,folder=labels"),
+    ("adapt.py", "method=dacs"),
+    ("adapt.py", "method=advent,target=photo"),
+    ("gta5_to_cityscapes.py", "method=adaptseg"),
+    ("synthia_to_cityscapes.py", "method=minent"),
 ]
 
 
@@ -232,6 +236,7 @@ def test_every_config_runs_two_training_steps_with_a_tiny_model(name, arg):
         "image_l": rng.normal(size=(n, size, size, 3)).astype(np.float32),
         "mask_l": rng.integers(0, num_classes, (n, size, size)).astype(np.int32),
         "image_u": rng.normal(size=(n, size, size, 3)).astype(np.float32),
+        "classes_l": (rng.random((n, num_classes)) < 0.5).astype(np.uint8),
     }
     if "u1" in methods.get(config.method).streams:
         batch["image_u1"] = rng.normal(size=(n, size, size, 3)).astype(np.float32)

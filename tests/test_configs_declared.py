@@ -50,6 +50,15 @@ VARIANTS = {
         "regime=labels,method=cps,recipe=recommended,image_labeled=rest,class_mask=True",
     ],
     "pct_voc.py": [None, "labeled=92", "labeled=1464", "labeled=92,stage=2,folder=labels"],
+    "adapt.py": [
+        None,
+        "method=minent,seed=0",
+        "method=source_only",
+        "method=supervised,target_labels=True",
+        "method=dacs,source=translated",
+    ],
+    "gta5_to_cityscapes.py": [None, "method=advent"],
+    "synthia_to_cityscapes.py": [None, "method=advent"],
 }
 CASES = [(name, arg) for name, args in VARIANTS.items() for arg in args]
 

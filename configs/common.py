@@ -13,6 +13,7 @@ import difflib
 import ml_collections
 
 from cps_jax import datasets
+from cps_jax.cyclegan import config as cyclegan_config
 
 # How the cross term is scheduled and its targets chosen (config.loss / config.pseudo /
 # config.strong fields). `reference`: all off, as base_config() has them.
@@ -218,6 +219,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.adapt.cbst_start = 0.2
     config.adapt.cbst_step = 0.05
     config.adapt.cbst_max = 0.5
+
+    # The CycleGAN translator (cps-cyclegan-train; cps_jax/cyclegan/config.py documents each field).
+    config.cyclegan = cyclegan_config.get_config()
 
     config.cutmix = ml_collections.ConfigDict()
     config.cutmix.num_boxes = 3

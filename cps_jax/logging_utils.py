@@ -31,6 +31,11 @@ class MetricLogger:
         self._jsonl.write(json.dumps({"step": int(step), **clean}) + "\n")
         self._jsonl.flush()
 
+    def image(self, tag: str, image_uint8: np.ndarray, step: int) -> None:
+        """An RGB image [H, W, 3] uint8 in TensorBoard."""
+        if self.enabled:
+            self._tb.add_image(tag, np.asarray(image_uint8), step, dataformats="HWC")
+
     def close(self) -> None:
         if self.enabled:
             self._tb.close()

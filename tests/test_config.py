@@ -184,6 +184,7 @@ CONFIG_VARIANTS = [
     ("adapt.py", "method=advent,target=photo"),
     ("gta5_to_cityscapes.py", "method=adaptseg"),
     ("synthia_to_cityscapes.py", "method=minent"),
+    ("cyclegan.py", "runlocal"),
 ]
 
 

@@ -58,6 +58,7 @@ VARIANTS = {
         "method=dacs,source=translated",
     ],
     "gta5_to_cityscapes.py": [None, "method=advent"],
+    "cyclegan.py": [None, "runlocal", "target=weather,steps=100"],
     "synthia_to_cityscapes.py": [None, "method=advent"],
 }
 CASES = [(name, arg) for name, args in VARIANTS.items() for arg in args]

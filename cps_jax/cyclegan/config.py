@@ -3,6 +3,7 @@
 Fields (ml_collections.ConfigDict):
   image_size          side of the square training crops; the history pools hold images of
                       this size (the paper: 256 crops of 286 resized images).
+  batch_size          images of each domain per step (the paper: 1).
   model.channels      image channels of both domains (3: RGB).
   model.gen_width     w of the ResNet generator: c7s1-w, d(2w), d(4w), R(4w) x gen_blocks,
                       u(2w), u(w), c7s1-channels (the paper: 64).
@@ -27,6 +28,7 @@ def get_config() -> ml_collections.ConfigDict:
     losses, pool and optimizer of the paper."""
     config = ml_collections.ConfigDict()
     config.image_size = 32
+    config.batch_size = 1  # images of each domain per step (the paper: 1)
     config.model = ml_collections.ConfigDict(
         {"channels": 3, "gen_width": 8, "gen_blocks": 2, "disc_width": 8, "disc_layers": 3}
     )

@@ -1,7 +1,8 @@
 """Pixel-exact regression of `synthetic_streets`: scenes and examples against stored hashes.
 
 The hashes were computed with the renderer as it stood before it was split into modules; any
-change to a pixel, a mask value or a random draw changes them. Scenes cover every domain, every
+change to a pixel, a mask value or a random draw changes them. A few scenes' colours differ in
+the last bit between CPU instruction sets (IMAGE_SHA256_OTHER_CPUS); masks never do. Scenes cover every domain, every
 weather condition, two image sizes and an odd one, and render seeds above 2**32 (the builder's).
 """
 
@@ -186,6 +187,35 @@ EXAMPLES = {
 }
 
 
+# numpy's vectorised maths (exp, sin, power in float32) differs in the last bit between the
+# instruction sets it dispatches to, which moves a few colour values of a few scenes; the masks
+# and every random draw are the same everywhere. The hashes above are those of an AVX-512 CPU
+# (numpy's X86_V4); these are the scenes that differ where numpy finds only X86_V3 (AVX2) or
+# X86_V2 (e.g. NPY_DISABLE_CPU_FEATURES=X86_V3).
+IMAGE_SHA256_OTHER_CPUS = {
+    "X86_V3": {
+        (1, 96, 192, 'photo'): "05878a47852bfb2338871271482bfc1ad91e7f24642626966bbfa6f84bd4cb5e",
+        (18, 96, 192, 'weather'): "7a06224860d4af74171bd3564538c3a66f1e951f0723e54482281d0328ea5143",
+        (6, 96, 192, 'photo'): "2f3c259678e88f6c1cbe13160206f346df2fc9f3dfc94cd9cc1af4006df46715",
+        (6, 96, 192, 'weather'): "2f3c259678e88f6c1cbe13160206f346df2fc9f3dfc94cd9cc1af4006df46715",
+    },
+    "X86_V2": {
+        (1, 96, 192, 'photo'): "5b66e2d14743a5a6c53c0ad1050a06123966668af4584aed5111216765602e23",
+        (15032385543, 96, 192, 'photo'): "41b4af4a20ae1ccefe6ffc7aedd37c791322def7ac06e061a05eb2c9ab27f85d",
+        (18, 96, 192, 'weather'): "7a06224860d4af74171bd3564538c3a66f1e951f0723e54482281d0328ea5143",
+        (3, 96, 192, 'photo'): "fa26e42aab12a502341fe413e2007d7c7c000cf39a7ee69a1666be99e20e2396",
+        (4294967298, 48, 96, 'photo'): "3208b9bc9498a563bf2c8655155cc1b3198c191e440149d4c87a9c3ad3905990",
+        (4294967298, 48, 96, 'weather'): "3208b9bc9498a563bf2c8655155cc1b3198c191e440149d4c87a9c3ad3905990",
+        (4294967298, 96, 192, 'photo'): "7b1cc72fad784f3192ad9efcc6bcc7747b893ef3d877998b254f51f3c88053c8",
+        (4294967298, 96, 192, 'weather'): "7b1cc72fad784f3192ad9efcc6bcc7747b893ef3d877998b254f51f3c88053c8",
+        (5, 96, 192, 'photo'): "6fccf1a52dadb364a2eee32c80f3279f382dd305103286d8aba1df1044ff20c1",
+        (5, 96, 192, 'weather'): "3675fc0845b767b5b01539016b176e85894699bcc2f92c3adee5e8a2c8f2220e",
+        (6, 96, 192, 'photo'): "7a1d91e0443484f08811f32a44b031464164c5000ca0af35a0a10bbfc3b29f39",
+        (6, 96, 192, 'weather'): "7a1d91e0443484f08811f32a44b031464164c5000ca0af35a0a10bbfc3b29f39",
+    },
+}
+
+
 def _sha256(array):
     return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
 
@@ -197,7 +227,8 @@ def test_scene_pixels_are_unchanged(key):
     assert image.shape == (height, width, 3) and image.dtype == np.uint8
     assert mask.shape == (height, width) and mask.dtype == np.uint8
     assert _sha256(mask) == MASK_SHA256[seed, height, width]
-    assert _sha256(image) == IMAGE_SHA256[key]
+    known = {IMAGE_SHA256[key]} | {other[key] for other in IMAGE_SHA256_OTHER_CPUS.values() if key in other}
+    assert _sha256(image) in known
 
 
 def test_hashed_scenes_cover_every_domain_and_condition():

@@ -1,0 +1,171 @@
+r"""Synthetic to real on `synthetic_streets` (configs/adapt.py): every adaptation row with 3 seeds,
+as a practitioner's report has it (per-class IoU, mIoU, pixel accuracy on the target).
+
+  python benchmarks/adapt_table.py --out runs/adapt --source runs/core/source.cpsj \
+      [--target weather] [--rows source_only,minent,...] [--seeds 0,1,2] \
+      [--results benchmarks/results/adaptation]
+
+Rows: ROWS below. `self_training` runs `cps-self-train`'s rounds (its figure is the last round's,
+each round's pseudo-label accuracy is in the cell's JSON); `translated_*` rows train on the
+source repainted by a CycleGAN translator (configs/cyclegan.py, trained once per table into
+`<out>/translator`, then translated into `<out>/translated`). Cells resume like those of
+benchmarks/ssl_table.py.
+"""
+
+import json
+import os
+import time
+
+import jax
+from absl import app, flags
+
+from cells import finished_cell, mean_spread, run_cell  # benchmarks/cells.py
+from cps_jax import config_files, datasets
+from cps_jax.logging_utils import format_seconds
+
+flags.DEFINE_string("out", "runs/adapt", "Output folder.")
+flags.DEFINE_string("target", "weather", "The target domain: weather or photo.")
+flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds.")
+flags.DEFINE_string("source", "", "The render-domain backbone every run starts from (.cpsj).")
+flags.DEFINE_string("results", "", "Folder for each finished cell's summary JSON (to commit).")
+flags.DEFINE_integer("steps", None, "Override the steps of every run (checks, not results).")
+flags.DEFINE_integer("rounds", 3, "Self-training rounds.")
+flags.DEFINE_list("rows", None, "Rows (default: all of ROWS).")
+FLAGS = flags.FLAGS
+
+CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "adapt.py")
+CYCLEGAN = os.path.join(os.path.dirname(__file__), "..", "configs", "cyclegan.py")
+# name -> (label, configs/adapt.py args, kind): kind "run" (one training run), "rounds"
+# (self-training), with "translated" the source is the CycleGAN-translated one.
+ROWS = {
+    "source_only": ("Source only", "method=source_only", "run"),
+    "minent": ("MinEnt", "method=minent", "run"),
+    "adaptseg": ("AdaptSegNet (softmax discriminator)", "method=adaptseg", "run"),
+    "advent": ("AdvEnt (self-information discriminator)", "method=advent", "run"),
+    "dacs": ("DACS", "method=dacs", "run"),
+    "cps": ("CPS across domains", "method=cps", "run"),
+    "self_training": ("Self-training (CBST rounds)", "method=source_only", "rounds"),
+    "translated_source_only": ("Source only, translated source", "method=source_only", "run translated"),
+    "translated_self_training": ("Self-training, translated source", "method=source_only", "rounds translated"),
+    "target_supervised": ("Target-supervised (upper bound)", "method=supervised,target_labels=True", "run"),
+}
+
+
+def cell_config(row: str, seed: int, translated: str = ""):
+    module = config_files.load(CONFIG)
+    args = [ROWS[row][1], f"seed={seed}", f"target={FLAGS.target}"]
+    if FLAGS.source:
+        args.append(f"pretrained={FLAGS.source}")
+    if translated:
+        args.append(f"source={translated}")
+    config = module.get_config(",".join(args))
+    if FLAGS.steps:
+        config.total_steps = config.eval_every = config.checkpoint_every = FLAGS.steps
+        config.log_every = max(1, FLAGS.steps // 4)
+    return config
+
+
+def translated_source() -> str:
+    """The render source repainted in the target's style (trained and written once)."""
+    from cps_jax.commands import cyclegan_train, cyclegan_translate
+
+    out = os.path.join(FLAGS.out, "translated")
+    if os.path.exists(os.path.join(out, "classes.json")):
+        return out
+    config = config_files.load(CYCLEGAN).get_config(f"target={FLAGS.target}")
+    if FLAGS.steps:
+        config.cyclegan.optim.total_steps = FLAGS.steps
+    workdir = os.path.join(FLAGS.out, "translator")
+    cyclegan_train.train(config, workdir)
+    cyclegan_translate.translate(workdir, out + ".partial")
+    os.replace(out + ".partial", out)
+    return out
+
+
+def run_rounds_cell(config, workdir: str, results_path: str) -> dict:
+    """Self-training rounds as one cell: its summary is the last round's, with every round's."""
+    from cps_jax.commands import self_train
+
+    cached = finished_cell(config, workdir, results_path)
+    if cached is not None:
+        return cached
+    start = time.perf_counter()
+    rounds = self_train.self_train(config, workdir, FLAGS.rounds)
+    last = os.path.join(workdir, f"round_{FLAGS.rounds}", "run", "results.json")
+    with open(last) as f:
+        results = json.load(f)
+    summary = {
+        "steps": config.total_steps,
+        "seconds": time.perf_counter() - start,
+        "miou_left": results["left"]["miou"],
+        "pixel_accuracy_left": results["left"]["pixel_accuracy"],
+        "class_names": results["class_names"],
+        "iou_left": results["left"]["iou"],
+        "rounds": rounds,
+    }
+    for path in filter(None, (os.path.join(workdir, "cell.json"), results_path)):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(summary, f, indent=1)
+    return summary
+
+
+def main(argv):
+    del argv
+    rows = FLAGS.rows or list(ROWS)
+    os.makedirs(FLAGS.out, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", os.path.join(FLAGS.out, "compile_cache"))
+    cells, start = {}, time.perf_counter()
+    grid = [(row, int(seed)) for seed in FLAGS.seeds for row in rows]
+    for i, (row, seed) in enumerate(grid):
+        name = f"{row}__{FLAGS.target}__seed{seed}"
+        print(f"=== cell {i + 1}/{len(grid)}: {name} ({format_seconds(time.perf_counter() - start)})", flush=True)
+        kind = ROWS[row][2]
+        translated = translated_source() if "translated" in kind else ""
+        config = cell_config(row, seed, translated)
+        workdir = os.path.join(FLAGS.out, "cells", name)
+        results_path = os.path.join(FLAGS.results, f"{name}.json") if FLAGS.results else ""
+        if kind.startswith("rounds"):
+            summary = run_rounds_cell(config, workdir, results_path)
+        else:
+            summary = run_cell(config, workdir, datasets.load(config.data), results_path)
+        cells.setdefault(row, []).append(summary)
+    print("\n" + report(cells, rows), flush=True)
+    with open(os.path.join(FLAGS.out, "table.md"), "w") as f:
+        f.write(report(cells, rows) + "\n")
+
+
+def report(cells: dict, rows) -> str:
+    """mIoU and pixel accuracy (mean ± half the spread over seeds), per-class IoU (mean), and the
+    self-training rounds' pseudo-label accuracy against the hidden target masks."""
+    class_names = next(iter(cells.values()))[0]["class_names"]
+    head = "| Method | mIoU | pixel acc. | " + " | ".join(class_names) + " |"
+    lines = [head, "|---" * (len(class_names) + 3) + "|"]
+    for row in rows:
+        group = cells.get(row)
+        if not group:
+            continue
+        miou = mean_spread([100 * c["miou_left"] for c in group])
+        acc = mean_spread([100 * c["pixel_accuracy_left"] for c in group])
+        per_class = [sum(100 * c["iou_left"][k] for c in group) / len(group) for k in range(len(class_names))]
+        lines.append(
+            f"| {ROWS[row][0]} | {miou[0]:.2f} ± {miou[1]:.2f} | {acc[0]:.2f} ± {acc[1]:.2f} | "
+            + " | ".join(f"{v:.1f}" for v in per_class)
+            + " |"
+        )
+    rounds = [(row, c) for row in rows for c in cells.get(row, []) if "rounds" in c]
+    if rounds:
+        lines += ["", "| self-training | round | p | kept | pseudo-label acc. | pseudo-label mIoU | student mIoU |", "|---" * 7 + "|"]
+        for row, cell in rounds:
+            for entry in cell["rounds"][1:]:
+                labels = entry["pseudo_labels"]
+                lines.append(
+                    f"| {ROWS[row][0]} | {entry['round']} | {labels['portion']:.2f} | {100 * labels['kept']:.1f}% | "
+                    f"{100 * labels.get('accuracy', float('nan')):.2f} | {100 * labels.get('miou', float('nan')):.2f} | "
+                    f"{100 * entry['miou']:.2f} |"
+                )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    app.run(main)

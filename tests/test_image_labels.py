@@ -253,7 +253,6 @@ def test_image_folder_tags_make_unlabeled_images_image_labeled(tmp_path):
 @pytest.mark.slow
 def test_pct_trains_keeps_its_counts_and_labels_a_stage_two_folder(tmp_path):
     from cps_jax.commands.pseudo_label import pseudo_label
-    from cps_jax.data.png import png_bytes  # noqa: F401  (the writer's encoder)
 
     config = _config(tmp_path, "pct", "1/4")
     config.total_steps = config.eval_every = config.checkpoint_every = 2

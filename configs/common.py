@@ -172,7 +172,8 @@ def base_config() -> ml_collections.ConfigDict:
     config.loss.joint_bn = False  # True: labeled and unlabeled images share one forward call
     config.loss.consistency = "cps"  # "cpc": the other net's probabilities (CCT-style ablation)
     config.loss.cps_on = "both"  # "both" (paper), "labeled", "unlabeled" (the code, with CutMix)
-    config.loss.cutmix_pseudo_bn = "train"  # BN of the no-gradient CutMix passes: "train" | "eval"
+    # BN of the no-gradient pseudo-label passes (CutMix; CPS with config.strong): "train" | "eval"
+    config.loss.cutmix_pseudo_bn = "train"
     # λ schedule, in fractions of total_steps: 0 for the first warmup_fraction (supervised only),
     # then a sigmoid ramp-up to cps_weight over cps_rampup_fraction (0, 0: the reference's constant).
     config.loss.warmup_fraction = 0.0
@@ -192,12 +193,15 @@ def base_config() -> ml_collections.ConfigDict:
     config.pseudo.align_momentum = 0.99
     config.pseudo.class_mask = False  # targets only among the classes of the image-level labels
 
-    # Colour perturbation of the mixed images the nets learn on (CutMix methods; cps_jax/augment.py):
+    # Colour perturbation of the unlabeled images the nets learn on, their targets coming from the
+    # clean images (cps, and the mixed images of the CutMix methods; cps_jax/augment.py):
     # brightness, contrast, saturation factors in U(1 - color_jitter, 1 + color_jitter), greyscale
-    # with probability grayscale_p. 0, 0: off, as the reference.
+    # with probability grayscale_p. 0, 0: off, as the reference. labeled: perturb the labeled
+    # images too, for every method (the control that tells the perturbation's own gain apart).
     config.strong = ml_collections.ConfigDict()
     config.strong.color_jitter = 0.0
     config.strong.grayscale_p = 0.0
+    config.strong.labeled = False
 
     # Progressive cross training (method "pct", cps_jax/methods/pct.py), as the authors' code.
     config.pct = ml_collections.ConfigDict()

@@ -66,6 +66,12 @@ ROWS = {
     "cps": ("CPS", "method=cps"),
     "cps_cutmix": ("CPS + CutMix", "method=cps_cutmix"),
     "cps_recommended": ("CPS, recommended recipe", "method=cps,recipe=recommended"),
+    # The control of the recipe's colour perturbation: the supervised net with the perturbation
+    # on its labeled images (what the perturbation gives without unlabeled images).
+    "supervised_jitter": (
+        "Supervised, recipe's colour perturbation on labeled images",
+        "method=supervised,recipe=recommended,labeled_jitter=True",
+    ),
     "cps_cutmix_recommended": (
         "CPS + CutMix, recommended recipe",
         "method=cps_cutmix,recipe=recommended",
@@ -107,6 +113,7 @@ def get_config(arg: str | None = None):
         "regime": "",
         "image_labeled": "",  # config.data.image_labeled_fraction
         "class_mask": False,  # config.pseudo.class_mask
+        "labeled_jitter": False,  # config.strong.labeled
     }
     args = common.parse_arg(arg, defaults, CONFIG_FILE)
     if args["regime"] == "labels":  # the regime's args, under those given beside it
@@ -152,6 +159,7 @@ def get_config(arg: str | None = None):
         config.loss[key] = value
     common.apply_recipe(config, args["recipe"], CONFIG_FILE)
     config.pseudo.class_mask = args["class_mask"]
+    config.strong.labeled = args["labeled_jitter"]
     return config
 
 

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from cps_jax import methods, pseudo_labels
+from cps_jax import augment, methods, pseudo_labels
 from cps_jax.methods.nets import NetTools
 from cps_jax.state import TrainState
 
@@ -38,6 +38,9 @@ def make_train_step(graphdef, config, tx: optax.GradientTransformation, lr_sched
         frozen = {n: net["params"] for n, net in state.nets.items() if n not in method.trained}
         stats = {name: net["batch_stats"] for name, net in state.nets.items()}
         key = jax.random.wrap_key_data(rng)
+        if config.strong.labeled:
+            image_l = augment.strong_view(batch["image_l"], jax.random.fold_in(key, 2), config.strong)
+            batch = dict(batch, image_l=image_l)
         draws = method.draws(config, batch, key) if method.draws else None
         grads, aux = jax.grad(loss_fn, has_aux=True)(
             params, stats, frozen, state.extra, batch, draws, state.step

@@ -275,3 +275,70 @@ def test_remedies_and_diagnostics_in_the_compiled_step(method, pseudo, loss):
     if "strong" in loss:
         np.testing.assert_allclose(metrics["sup_left"], plain["sup_left"], rtol=1e-6)
         assert abs(float(metrics["cps_u"]) - float(plain["cps_u"])) > 1e-4
+
+
+def _cross_entropy(logits, labels):
+    """Mean cross-entropy over every pixel, in NumPy (float64)."""
+    logits = np.asarray(logits, np.float64)
+    log_p = logits - logits.max(-1, keepdims=True)
+    log_p -= np.log(np.exp(log_p).sum(-1, keepdims=True))
+    return -np.take_along_axis(log_p, labels[..., None], -1).mean()
+
+
+@pytest.mark.slow
+def test_cps_with_a_strong_view_learns_on_it_from_the_clean_images_targets():
+    """config.strong for plain CPS: each net's cross term is its prediction on the perturbed
+    images against the other net's argmax on the clean ones (computed here by hand from the nets),
+    and the pseudo labels are the clean images' (the same as without the perturbation)."""
+    from cps_jax import augment
+    from cps_jax.models.functional import apply_net
+
+    plain_targets = {"balance": "none"}  # the demo's recipe keeps only some pixels (CBST)
+    perturbation = {"color_jitter": 0.5, "grayscale_p": 0.5}
+    config = method_config("cps", plain_targets, perturbation, cps_on="unlabeled")
+    state, step = build(config)
+    data, rng = masked_batch(0), jax.random.key_data(jax.random.key(3))
+    _, metrics = step(state, data, rng)
+
+    graphdef = net_graphdef(config.model, NUM_CLASSES)
+    strong_key = jax.random.fold_in(jax.random.wrap_key_data(rng), 1)
+    perturbed = augment.strong_view(data["image_u"], strong_key, config.strong)
+    assert not np.allclose(perturbed, data["image_u"], atol=1e-3)
+
+    def logits(net, images):  # train-mode BN normalises with the batch's own statistics
+        return np.asarray(apply_net(graphdef, net["params"], net["batch_stats"], images, train=True)[0])
+
+    clean = {n: logits(state.nets[n], data["image_u"]) for n in ("left", "right")}
+    learner = {n: logits(state.nets[n], perturbed) for n in ("left", "right")}
+    expected = _cross_entropy(learner["left"], clean["right"].argmax(-1)) + _cross_entropy(
+        learner["right"], clean["left"].argmax(-1)
+    )
+    np.testing.assert_allclose(float(metrics["cps_u"]), expected, rtol=2e-5)
+
+    off = {"color_jitter": 0.0, "grayscale_p": 0.0}
+    plain_state, plain_step = build(method_config("cps", plain_targets, off, cps_on="unlabeled"))
+    _, plain = plain_step(plain_state, data, rng)
+    assert abs(float(plain["cps_u"]) - expected) > 1e-3  # the plain step learns on the clean images
+    np.testing.assert_array_equal(  # same targets: the clean images' argmax
+        jax.device_get(metrics["pseudo"]["confusion"]), jax.device_get(plain["pseudo"]["confusion"])
+    )
+
+
+@pytest.mark.slow
+def test_labeled_perturbation_changes_only_the_labeled_images():
+    """config.strong.labeled: the supervised loss sees the perturbed labeled images."""
+    from cps_jax import augment
+    from cps_jax.models.functional import apply_net
+
+    config = method_config("supervised", strong={"color_jitter": 0.5, "grayscale_p": 0.0, "labeled": True})
+    state, step = build(config)
+    data, rng = masked_batch(0), jax.random.key_data(jax.random.key(4))
+    _, metrics = step(state, data, rng)
+    key = jax.random.fold_in(jax.random.wrap_key_data(rng), 2)
+    perturbed = augment.strong_view(data["image_l"], key, config.strong)
+    net = state.nets["left"]
+    out = apply_net(net_graphdef(config.model, NUM_CLASSES), net["params"], net["batch_stats"], perturbed, train=True)[0]
+    np.testing.assert_allclose(float(metrics["sup_left"]), _cross_entropy(out, data["mask_l"]), rtol=2e-5)
+    plain = method_config("supervised", strong={"color_jitter": 0.5, "grayscale_p": 0.0})
+    _, plain = build(plain)[1](state, data, rng)
+    assert abs(float(plain["sup_left"]) - float(metrics["sup_left"])) > 1e-4

@@ -19,19 +19,31 @@ from cps_jax.methods.cross_term import CrossTerm, initial_extra
 
 
 def cps_loss(tools, config):
-    """CPS on the labeled batch and one unlabeled batch."""
+    """CPS on the labeled batch and one unlabeled batch. With `config.strong` on, the nets learn on
+    a colour-perturbed view of the unlabeled images and their targets come from a pass without
+    gradient over the clean images (as with CutMix); off, one pass as the reference."""
     cross = CrossTerm.from_config(config)
+    augment.check(config.strong)
+    strong = not augment.is_off(config.strong)
+    bn_train = config.loss.cutmix_pseudo_bn == "train"
 
     def loss(params, stats, frozen, extra, batch, draws, step):
-        images = [batch["image_l"], batch["image_u"]]
-        logits, new_stats = tools.pair(params, stats, images, train=True)
+        image_u, pass_stats, clean = batch["image_u"], stats, None
+        if strong:  # the clean view's logits, without gradient, are the targets' source
+            clean, clean_stats = tools.pair(
+                jax.lax.stop_gradient(params), stats, [image_u], train=bn_train
+            )
+            pass_stats = clean_stats if bn_train else stats
+            image_u = augment.strong_view(image_u, draws["strong"], config.strong)
+        logits, new_stats = tools.pair(params, pass_stats, [batch["image_l"], image_u], train=True)
         labeled = {net: out[0] for net, out in logits.items()}
         unlabeled = {net: out[1] for net, out in logits.items()}
-        targets_u = cross.targets(unlabeled, extra, batch.get("classes_u"))
+        sources = {net: out[0] for net, out in clean.items()} if strong else unlabeled
+        targets_u = cross.targets(sources, extra, batch.get("classes_u"))
         cps_u = cross(unlabeled, targets_u)
         cps_l = cross(labeled, cross.targets(labeled, extra, batch.get("classes_l")))
         total, metrics = cross.total(labeled, batch, cps_l, cps_u, step)
-        new_extra = cross.follow_prior(extra, batch["mask_l"], unlabeled)
+        new_extra = cross.follow_prior(extra, batch["mask_l"], sources)
         return total, Aux(metrics, new_stats, new_extra, cross.shown(targets_u))
 
     return loss
@@ -68,6 +80,11 @@ def cps_cutmix_loss(tools, config):
     return loss
 
 
+def strong_draws(config, batch, key):
+    """A key for the strong view of the unlabeled images."""
+    return {"strong": jax.random.fold_in(key, 1)}
+
+
 def cutmix_draws(config, batch, key):
     """The step's CutMix boxes (one per unlabeled image pair) and a key for the strong view."""
     n, h, w, _ = batch["image_u"].shape
@@ -75,7 +92,7 @@ def cutmix_draws(config, batch, key):
 
 
 PAIR = dict(nets=("left", "right"), trained=("left", "right"), initial_extra=initial_extra)
-CPS = register(Method("cps", streams=("l", "u"), make_loss=cps_loss, **PAIR))
+CPS = register(Method("cps", streams=("l", "u"), make_loss=cps_loss, draws=strong_draws, **PAIR))
 CPS_CUTMIX = register(
     Method(
         "cps_cutmix",

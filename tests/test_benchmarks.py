@@ -190,3 +190,29 @@ def test_ssl_table_trains_every_cell_once_and_resumes(tmp_path):
     assert partial["Supervised baseline"][1] == "–"
     assert not (out / "cells" / "supervised__1-2__seed0").exists()
     assert again["Supervised baseline"] == [f"{(50 + b) / 2:.2f} ± {abs(50 - b) / 2:.2f}"]
+
+
+@pytest.mark.slow
+def test_class_presence_counts_images_per_class_by_hand(tmp_path):
+    """benchmarks/class_presence.py on the tiny demo scenes: every share equals the count of
+    masks holding the class, read here from the data set itself."""
+    from cps_jax import datasets
+    from configs import demo
+
+    env = {"CPS_DATA_DIR": str(tmp_path / "data")}
+    stdout = run_script(
+        "benchmarks/class_presence.py", "--config", "configs/demo.py:runlocal", "--out", str(tmp_path), env=env
+    )
+    config = demo.get_config("runlocal")
+    config.data.data_dir = str(tmp_path / "data")
+    data = datasets.load(config.data)
+    held = {name: 0 for name in data.class_names}
+    for i in range(len(data.train)):
+        for c in set(np.unique(np.asarray(data.train[i]["mask"])).tolist()) - {255}:
+            held[data.class_names[c]] += 1
+    rows = table_rows(stdout)
+    for name, count in held.items():
+        assert rows[name] == [f"{100 * count / len(data.train):.1f} %"], name
+    per_image = sum(held.values()) / len(data.train)
+    assert f"{per_image:.2f} of {len(data.class_names)} classes per image" in stdout
+    assert (tmp_path / "class_presence.png").stat().st_size > 0

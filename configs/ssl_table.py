@@ -72,6 +72,10 @@ ROWS = {
         "Supervised, recipe's colour perturbation on labeled images",
         "method=supervised,recipe=recommended,labeled_jitter=True",
     ),
+    "cps_recommended_jitter": (
+        "CPS, recommended recipe, colour perturbation on labeled images too",
+        "method=cps,recipe=recommended,labeled_jitter=True",
+    ),
     "cps_cutmix_recommended": (
         "CPS + CutMix, recommended recipe",
         "method=cps_cutmix,recipe=recommended",

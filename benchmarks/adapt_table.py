@@ -19,7 +19,7 @@ import time
 import jax
 from absl import app, flags
 
-from cells import finished_cell, mean_spread, run_cell  # benchmarks/cells.py
+from cells import finished_cell, mean_spread, run_cell, source_commit  # benchmarks/cells.py
 from cps_jax import config_files, datasets
 from cps_jax.logging_utils import format_seconds
 
@@ -31,6 +31,9 @@ flags.DEFINE_string("results", "", "Folder for each finished cell's summary JSON
 flags.DEFINE_integer("steps", None, "Override the steps of every run (checks, not results).")
 flags.DEFINE_integer("rounds", 3, "Self-training rounds.")
 flags.DEFINE_list("rows", None, "Rows (default: all of ROWS).")
+flags.DEFINE_bool(
+    "report_only", False, "Train nothing: report the finished cells (a table still running)."
+)
 FLAGS = flags.FLAGS
 
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "adapt.py")
@@ -97,6 +100,7 @@ def run_rounds_cell(config, workdir: str, results_path: str) -> dict:
     summary = {
         "steps": config.total_steps,
         "seconds": time.perf_counter() - start,
+        "commit": source_commit(),
         "miou_left": results["left"]["miou"],
         "pixel_accuracy_left": results["left"]["pixel_accuracy"],
         "class_names": results["class_names"],
@@ -110,6 +114,15 @@ def run_rounds_cell(config, workdir: str, results_path: str) -> dict:
     return summary
 
 
+def finished_summary(workdir: str, results_path: str):
+    """A finished cell's summary (its results JSON, else its workdir's cell.json), or None."""
+    for path in filter(None, (results_path, os.path.join(workdir, "cell.json"))):
+        if os.path.exists(path):
+            with open(path) as f:
+                return json.load(f)
+    return None
+
+
 def main(argv):
     del argv
     rows = FLAGS.rows or list(ROWS)
@@ -121,15 +134,23 @@ def main(argv):
         name = f"{row}__{FLAGS.target}__seed{seed}"
         print(f"=== cell {i + 1}/{len(grid)}: {name} ({format_seconds(time.perf_counter() - start)})", flush=True)
         kind = ROWS[row][2]
-        translated = translated_source() if "translated" in kind else ""
-        config = cell_config(row, seed, translated)
         workdir = os.path.join(FLAGS.out, "cells", name)
         results_path = os.path.join(FLAGS.results, f"{name}.json") if FLAGS.results else ""
+        if FLAGS.report_only:
+            summary = finished_summary(workdir, results_path)
+            if summary is not None:
+                cells.setdefault(row, []).append(summary)
+            continue
+        translated = translated_source() if "translated" in kind else ""
+        config = cell_config(row, seed, translated)
         if kind.startswith("rounds"):
             summary = run_rounds_cell(config, workdir, results_path)
         else:
             summary = run_cell(config, workdir, datasets.load(config.data), results_path)
         cells.setdefault(row, []).append(summary)
+    if not cells:
+        print("no finished cell to report", flush=True)
+        return
     print("\n" + report(cells, rows), flush=True)
     with open(os.path.join(FLAGS.out, "table.md"), "w") as f:
         f.write(report(cells, rows) + "\n")
@@ -139,8 +160,8 @@ def report(cells: dict, rows) -> str:
     """mIoU and pixel accuracy (mean ± half the spread over seeds), per-class IoU (mean), and the
     self-training rounds' pseudo-label accuracy against the hidden target masks."""
     class_names = next(iter(cells.values()))[0]["class_names"]
-    head = "| Method | mIoU | pixel acc. | " + " | ".join(class_names) + " |"
-    lines = [head, "|---" * (len(class_names) + 3) + "|"]
+    head = "| Method | mIoU | seeds | pixel acc. | " + " | ".join(class_names) + " |"
+    lines = [head, "|---" * (len(class_names) + 4) + "|"]
     for row in rows:
         group = cells.get(row)
         if not group:
@@ -149,7 +170,9 @@ def report(cells: dict, rows) -> str:
         acc = mean_spread([100 * c["pixel_accuracy_left"] for c in group])
         per_class = [sum(100 * c["iou_left"][k] for c in group) / len(group) for k in range(len(class_names))]
         lines.append(
-            f"| {ROWS[row][0]} | {miou[0]:.2f} ± {miou[1]:.2f} | {acc[0]:.2f} ± {acc[1]:.2f} | "
+            f"| {ROWS[row][0]} | {miou[0]:.2f} ± {miou[1]:.2f} | "
+            + " / ".join(f"{100 * c['miou_left']:.2f}" for c in group)
+            + f" | {acc[0]:.2f} ± {acc[1]:.2f} | "
             + " | ".join(f"{v:.1f}" for v in per_class)
             + " |"
         )

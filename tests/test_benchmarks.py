@@ -216,3 +216,35 @@ def test_class_presence_counts_images_per_class_by_hand(tmp_path):
     per_image = sum(held.values()) / len(data.train)
     assert f"{per_image:.2f} of {len(data.class_names)} classes per image" in stdout
     assert (tmp_path / "class_presence.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_adapt_table_reports_finished_cells_without_training(tmp_path):
+    """--report_only reads the committed cell summaries: mean ± half the spread over the seeds,
+    each seed's mIoU, per-class means, and each self-training round's pseudo-label figures."""
+    results = tmp_path / "results"
+    results.mkdir()
+    names = ["road", "car"]
+
+    def cell(row, seed, miou, iou, rounds=None):
+        summary = {"steps": 900, "miou_left": miou, "pixel_accuracy_left": miou + 0.3,
+                   "class_names": names, "iou_left": iou}
+        if rounds:
+            summary["rounds"] = rounds
+        (results / f"{row}__weather__seed{seed}.json").write_text(json.dumps(summary))
+
+    cell("source_only", 0, 0.30, [0.5, 0.1])
+    cell("source_only", 1, 0.34, [0.6, 0.08])
+    labels = {"portion": 0.2, "kept": 0.25, "accuracy": 0.9, "miou": 0.5}
+    rounds = [{"round": 0, "miou": 0.3}, {"round": 1, "miou": 0.41, "pseudo_labels": labels}]
+    cell("self_training", 0, 0.41, [0.7, 0.12], rounds)
+    stdout = run_script(
+        "benchmarks/adapt_table.py", "--report_only", "--results", str(results), "--out",
+        str(tmp_path / "out"), "--rows", "source_only,self_training,dacs", "--seeds", "0,1",
+    )
+    rows = table_rows(stdout)
+    assert rows["Source only"] == ["32.00 ± 2.00", "30.00 / 34.00", "62.00 ± 2.00", "55.0", "9.0"]
+    assert "| Self-training (CBST rounds) | 41.00 ± 0.00 | 41.00 | 71.00 ± 0.00 | 70.0 | 12.0 |" in stdout
+    assert "DACS" not in rows  # no finished cell: left out, nothing trained
+    assert not (tmp_path / "out" / "cells").exists()
+    assert "| Self-training (CBST rounds) | 1 | 0.20 | 25.0% | 90.00 | 50.00 | 41.00 |" in stdout

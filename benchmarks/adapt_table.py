@@ -48,6 +48,8 @@ ROWS = {
     "dacs": ("DACS", "method=dacs", "run"),
     "cps": ("CPS across domains", "method=cps", "run"),
     "self_training": ("Self-training (CBST rounds)", "method=source_only", "rounds"),
+    # The best single method as the first teacher of the rounds.
+    "dacs_self_training": ("DACS, then self-training rounds", "method=source_only,teacher=dacs", "rounds"),
     "translated_source_only": ("Source only, translated source", "method=source_only", "run translated"),
     "translated_self_training": ("Self-training, translated source", "method=source_only", "rounds translated"),
     "target_supervised": ("Target-supervised (upper bound)", "method=supervised,target_labels=True", "run"),

@@ -9,7 +9,8 @@ are drawn with different data-set seeds, so no target scene has a labeled twin i
 Args: method=source_only|minent|adaptseg|advent|dacs|cps (CPS across domains: both nets on the
 source labels, the target as the unlabeled stream)|supervised (with target_labels=True: the
 upper bound, trained on the target's own labels), target=weather|photo, seed, steps, source=<a
-folder of a translated source, e.g. from cps-cyclegan-translate; default the render domain>.
+folder of a translated source, e.g. from cps-cyclegan-translate; default the render domain>,
+teacher=<round 0 of cps-self-train: source_only (default) or an adaptation method, e.g. dacs>.
 The regime of the labels benchmark of configs/ssl_table.py (64x128 scenes, the benchmark's 7
 classes, AdamW, 900 steps per run), from the same render-domain backbone (`pretrained=FILE`).
 """
@@ -29,6 +30,7 @@ ARGS = {
     "target_labels": False,
     "source": "",
     "pretrained": "",
+    "teacher": "source_only",  # config.adapt.teacher: round 0 of cps-self-train
 }
 
 
@@ -46,6 +48,7 @@ def get_config(arg: str | None = None):
         f"domain={args['target']},pretrained={args['pretrained']},recipe=recommended"
     )
     config.method = method
+    config.adapt.teacher = args["teacher"]
     data, source = config.data, config.data.source
     if not args["target_labels"]:
         if args["source"]:

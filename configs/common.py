@@ -220,6 +220,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.adapt.ema_max = 0.99  # dacs: the teacher's α_t = min(1 - 1/(t+1), ema_max)
     # cps-self-train: rounds, and the CBST portion p of each (start, + step a round, at most max).
     config.adapt.rounds = 3
+    # Round 0's method (the first teacher): source_only, or any adaptation method whose first
+    # net is the one it is scored on (minent, adaptseg, advent, dacs).
+    config.adapt.teacher = "source_only"
     config.adapt.cbst_start = 0.2
     config.adapt.cbst_step = 0.05
     config.adapt.cbst_max = 0.5

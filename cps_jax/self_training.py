@@ -1,8 +1,9 @@
 """Rounds of self-training across domains with class-balanced pseudo labels (CBST, Zou et al.
 2018), resumable at every stage.
 
-  round 0   the teacher: `source_only` on the labeled source (config.data.source), scored on the
-            target's validation split;
+  round 0   the teacher: `config.adapt.teacher` (source_only by default; or an adaptation method,
+            e.g. dacs, which also reads the unlabeled target) on the labeled source
+            (config.data.source), scored on the target's validation split;
   round r   the previous round's net pseudo-labels the target's train split. Per class c, k_c is
             the confidence at the top-p quantile of the pixels predicted c (over the whole split),
             and a pixel keeps its label where p_c / k_c >= 1, else it is ignored; p starts at
@@ -24,6 +25,7 @@ import numpy as np
 
 from cps_jax import inference, metrics, pseudo_folder
 from cps_jax.data.labels import IGNORE_LABEL
+from cps_jax.errors import ConfigError
 
 BINS = 10_000  # confidence histogram bins of the thresholds (a resolution of 1e-4)
 SUMMARY_FILE = "rounds.json"
@@ -131,9 +133,22 @@ def write_round_folder(config, net, data, out_dir: str, workdir: str, p: float) 
     return summary
 
 
+TEACHERS = ("source_only", "minent", "adaptseg", "advent", "dacs")
+
+
+def check_teacher(config) -> None:
+    if config.adapt.teacher not in TEACHERS:
+        raise ConfigError(
+            f"config.adapt.teacher: expected one of {', '.join(map(repr, TEACHERS))}, "
+            f"got {config.adapt.teacher!r}"
+        )
+
+
 def teacher_config(config):
+    """Round 0: `config.adapt.teacher` on the labeled source (and the unlabeled target)."""
+    check_teacher(config)
     config = config.copy_and_resolve_references()
-    config.method = "source_only"
+    config.method = config.adapt.teacher
     return config
 
 

@@ -98,3 +98,46 @@ def test_self_training_resumes_mid_round(tmp_path):
     n_source = len(os.listdir(os.path.join(folder, "masks", "source")))
     assert n_target == config.data.num_train and n_source == source.num_train
     assert len(os.listdir(os.path.join(folder, "val", "masks"))) == config.data.num_validation
+
+
+def test_the_first_teacher_is_config_adapt_teacher():
+    from cps_jax.errors import ConfigError
+
+    config = demo.get_config("runlocal")
+    assert self_training.teacher_config(config).method == "source_only"
+    config.adapt.teacher = "dacs"
+    assert self_training.teacher_config(config).method == "dacs"
+    assert config.method == "cps"  # the caller's config is left as it was
+    config.adapt.teacher = "cps"
+    with pytest.raises(ConfigError, match="config.adapt.teacher: expected one of 'source_only'"):
+        self_training.teacher_config(config)
+
+
+@pytest.mark.slow
+def test_a_dacs_teacher_starts_the_rounds(tmp_path):
+    """configs/adapt.py:teacher=dacs: round 0 trains DACS (its EMA teacher in the state), and its
+    first net labels round 1's target."""
+    from cps_jax.commands import self_train as command
+    from configs import adapt
+
+    config = adapt.get_config("method=source_only,teacher=dacs")
+    tiny = demo.get_config("runlocal")
+    for data in (config.data, config.data.source):
+        data.data_dir = str(tmp_path / "data")
+        for field in ("height", "width", "num_train", "num_validation", "crop_size"):
+            data[field] = tiny.data[field]
+    config.data.worker_threads = 0
+    config.model = tiny.model
+    config.model.pretrained = ""
+    config.batch_size_labeled = config.batch_size_unlabeled = 2
+    config.total_steps = config.eval_every = config.checkpoint_every = config.log_every = 2
+    config.eval_batch_size = 3
+    workdir = str(tmp_path / "st")
+    summary = command.self_train(config, workdir, rounds=1)
+    with open(os.path.join(workdir, "round_0", "config.json")) as f:
+        assert json.load(f)["method"] == "dacs"
+    student = os.path.join(workdir, "round_1", "run", "config.json")
+    with open(student) as f:
+        assert json.load(f)["method"] == "supervised"
+    assert [e["round"] for e in summary] == [0, 1]
+    assert 0 < summary[1]["pseudo_labels"]["kept"] <= 1

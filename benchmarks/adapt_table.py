@@ -42,12 +42,19 @@ CYCLEGAN = os.path.join(os.path.dirname(__file__), "..", "configs", "cyclegan.py
 # (self-training), with "translated" the source is the CycleGAN-translated one.
 ROWS = {
     "source_only": ("Source only", "method=source_only", "run"),
+    # The control of DACS's colour perturbation: the same perturbation on the source alone.
+    "source_only_jitter": ("Source only, colour-perturbed source", "method=source_only,labeled_jitter=True", "run"),
     "minent": ("MinEnt", "method=minent", "run"),
     "adaptseg": ("AdaptSegNet (softmax discriminator)", "method=adaptseg", "run"),
     "advent": ("AdvEnt (self-information discriminator)", "method=advent", "run"),
     "dacs": ("DACS", "method=dacs", "run"),
     "cps": ("CPS across domains", "method=cps", "run"),
     "self_training": ("Self-training (CBST rounds)", "method=source_only", "rounds"),
+    "self_training_jitter": (
+        "Self-training, colour-perturbed labeled images",
+        "method=source_only,labeled_jitter=True",
+        "rounds",
+    ),
     # The best single method as the first teacher of the rounds.
     "dacs_self_training": ("DACS, then self-training rounds", "method=source_only,teacher=dacs", "rounds"),
     "translated_source_only": ("Source only, translated source", "method=source_only", "run translated"),

@@ -10,7 +10,10 @@ Args: method=source_only|minent|adaptseg|advent|dacs|cps (CPS across domains: bo
 source labels, the target as the unlabeled stream)|supervised (with target_labels=True: the
 upper bound, trained on the target's own labels), target=weather|photo, seed, steps, source=<a
 folder of a translated source, e.g. from cps-cyclegan-translate; default the render domain>,
-teacher=<round 0 of cps-self-train: source_only (default) or an adaptation method, e.g. dacs>.
+teacher=<round 0 of cps-self-train: source_only (default) or an adaptation method, e.g. dacs>,
+labeled_jitter=True (the recommended recipe's colour perturbation on the labeled images too: on
+the source, and in self-training on the students' source and pseudo-labeled target; DACS has it
+on its mixed images).
 The regime of the labels benchmark of configs/ssl_table.py (64x128 scenes, the benchmark's 7
 classes, AdamW, 900 steps per run), from the same render-domain backbone (`pretrained=FILE`).
 """
@@ -31,6 +34,7 @@ ARGS = {
     "source": "",
     "pretrained": "",
     "teacher": "source_only",  # config.adapt.teacher: round 0 of cps-self-train
+    "labeled_jitter": False,  # config.strong.labeled: colour-perturb the labeled (source) images
 }
 
 
@@ -49,6 +53,7 @@ def get_config(arg: str | None = None):
     )
     config.method = method
     config.adapt.teacher = args["teacher"]
+    config.strong.labeled = args["labeled_jitter"]
     data, source = config.data, config.data.source
     if not args["target_labels"]:
         if args["source"]:

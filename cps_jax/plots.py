@@ -73,3 +73,48 @@ def pseudo_shares_from_log(workdir: str, class_names) -> str | None:
     """`<workdir>/images/pseudo_shares.png` for a run that logged pseudo-label diagnostics."""
     path = os.path.join(workdir, "images", "pseudo_shares.png")
     return path if pseudo_shares_figure({"pseudo-label class shares": workdir}, class_names, path) else None
+
+
+def scalar_curves(records: list[dict], keys) -> dict:
+    """{key: (steps, values)} of the logged scalars `keys` (a resumed run's later entry wins)."""
+    curves = {}
+    for key in keys:
+        last = {r["step"]: r[key] for r in records if key in r}
+        steps = sorted(last)
+        if steps:
+            curves[key] = (np.array(steps), np.array([last[s] for s in steps]))
+    return curves
+
+
+def moving_average(values: np.ndarray, window: int) -> np.ndarray:
+    """The mean of each value and up to window - 1 values before it."""
+    sums = np.cumsum(np.concatenate([[0.0], values]))
+    lo = np.maximum(np.arange(1, len(values) + 1) - window, 0)
+    return (sums[1:] - sums[lo]) / (np.arange(1, len(values) + 1) - lo)
+
+
+def scalar_curves_figure(workdir: str, keys, path: str, ylabel: str, window: int = 5) -> bool:
+    """The logged scalars `keys` of a run over its steps, each as logged (thin) and as a moving
+    average over `window` log steps (thick: one logged batch is noisy); False if none."""
+    curves = scalar_curves(read_log(workdir), keys)
+    if not curves:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.5), dpi=110)
+    for k, (key, (steps, values)) in enumerate(curves.items()):
+        color = f"C{k}"
+        ax.plot(steps, values, color=color, lw=0.6, alpha=0.5)
+        ax.plot(steps, moving_average(values, window), color=color, lw=2, label=key.split("/")[-1])
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return True

@@ -31,6 +31,7 @@ def test_translator_trains_resumes_previews_and_translates_keeping_masks(tmp_pat
     size = config.cyclegan.image_size
     assert grid.shape == (5 * size, 4 * size, 3)  # 5 rows (source, G, F(G), target, F) x 4 examples
     assert os.listdir(os.path.join(workdir, "tensorboard"))
+    assert os.path.getsize(os.path.join(workdir, "rec_error.png")) > 0  # the cycle's curves
 
     out = str(tmp_path / "translated")
     summary = cyclegan_translate.translate(workdir, out)

@@ -188,3 +188,26 @@ def test_joint_bn_pass_changes_the_batch_statistics_seen(config):
         state, step = _state_and_step(cfg)
         out[joint] = step(state, batch, jax.random.key_data(jax.random.key(0)))[1]
     assert abs(float(out[True]["sup_left"]) - float(out[False]["sup_left"])) > 1e-4
+
+
+def test_scalar_curves_keep_the_later_entry_of_a_resumed_step(tmp_path):
+    from cps_jax import plots
+
+    records = [
+        {"step": 1, "train/a": 3.0},
+        {"step": 2, "train/a": 2.0, "train/b": 5.0},
+        {"step": 2, "train/a": 1.5},  # logged again after a resume
+        {"step": 3, "eval/c": 0.1},
+    ]
+    curves = plots.scalar_curves(records, ["train/a", "train/b", "train/missing"])
+    np.testing.assert_array_equal(curves["train/a"][0], [1, 2])
+    np.testing.assert_array_equal(curves["train/a"][1], [3.0, 1.5])
+    np.testing.assert_array_equal(curves["train/b"][1], [5.0])
+    assert "train/missing" not in curves
+    with open(tmp_path / "metrics.jsonl", "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in records)
+    path = str(tmp_path / "curves.png")
+    assert plots.scalar_curves_figure(str(tmp_path), ["train/a"], path, "loss")
+    assert os.path.getsize(path) > 0
+    assert not plots.scalar_curves_figure(str(tmp_path), ["train/missing"], path, "loss")
+    np.testing.assert_allclose(plots.moving_average(np.array([1.0, 3.0, 5.0, 7.0]), 2), [1, 2, 4, 6])

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cps_jax import checkpointing, datasets, logging_utils, pseudo_folder
+from cps_jax import checkpointing, datasets, logging_utils, plots, pseudo_folder
 from cps_jax.cyclegan import nets, optim, state as cg_state, step as cg_step
 from cps_jax.data.png import save_png
 
@@ -114,6 +114,9 @@ def train(config, workdir: str, until: int | None = None) -> dict:
         checkpointer.manager.wait_until_finished()
     finally:
         logger.close()
+    # The cycle's reconstruction errors (mean |F(G(s)) - s|, |G(F(t)) - t|) over training.
+    curves = ("train/rec_error_s", "train/rec_error_t")
+    plots.scalar_curves_figure(workdir, curves, os.path.join(workdir, "rec_error.png"), "mean |x - rec(x)|")
     return last
 
 

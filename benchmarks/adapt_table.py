@@ -55,6 +55,17 @@ ROWS = {
         "method=source_only,labeled_jitter=True",
         "rounds",
     ),
+    # The students fine-tune their teachers (CBST) instead of starting from the backbone.
+    "self_training_from_teacher": (
+        "Self-training, students start as their teacher",
+        "method=source_only,student_init=teacher",
+        "rounds",
+    ),
+    "dacs_self_training_from_teacher": (
+        "DACS, then self-training, students start as their teacher",
+        "method=source_only,teacher=dacs,student_init=teacher",
+        "rounds",
+    ),
     # The best single method as the first teacher of the rounds.
     "dacs_self_training": ("DACS, then self-training rounds", "method=source_only,teacher=dacs", "rounds"),
     "translated_source_only": ("Source only, translated source", "method=source_only", "run translated"),

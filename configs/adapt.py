@@ -13,7 +13,8 @@ folder of a translated source, e.g. from cps-cyclegan-translate; default the ren
 teacher=<round 0 of cps-self-train: source_only (default) or an adaptation method, e.g. dacs>,
 labeled_jitter=True (the recommended recipe's colour perturbation on the labeled images too: on
 the source, and in self-training on the students' source and pseudo-labeled target; DACS has it
-on its mixed images).
+on its mixed images), student_init=pretrained|teacher (cps-self-train's students start from the
+backbone, or as their teacher whole, as CBST fine-tunes).
 The regime of the labels benchmark of configs/ssl_table.py (64x128 scenes, the benchmark's 7
 classes, AdamW, 900 steps per run), from the same render-domain backbone (`pretrained=FILE`).
 """
@@ -35,6 +36,7 @@ ARGS = {
     "pretrained": "",
     "teacher": "source_only",  # config.adapt.teacher: round 0 of cps-self-train
     "labeled_jitter": False,  # config.strong.labeled: colour-perturb the labeled (source) images
+    "student_init": "pretrained",  # config.adapt.student_init: where cps-self-train's students start
 }
 
 
@@ -54,6 +56,7 @@ def get_config(arg: str | None = None):
     config.method = method
     config.adapt.teacher = args["teacher"]
     config.strong.labeled = args["labeled_jitter"]
+    config.adapt.student_init = args["student_init"]
     data, source = config.data, config.data.source
     if not args["target_labels"]:
         if args["source"]:

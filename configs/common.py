@@ -156,6 +156,9 @@ def base_config() -> ml_collections.ConfigDict:
     # or "xla" / "patches" everywhere (cps_jax/models/conv.py; benchmarks/conv_impl.py).
     config.model.conv_impl = "auto"
     config.model.pretrained = ""  # backbone weights: an .npz from cps-convert-weights
+    # With a cps-export file (.cpsj) as model.pretrained: every net starts as its left net whole,
+    # heads included (fine-tuning a trained model; the class count must match).
+    config.model.pretrained_heads = False
     config.model.bn_momentum = 0.9  # flax's running-average decay (PyTorch's momentum 0.1)
     config.model.bn_epsilon = 1e-5
     config.model.bn_running_var = "biased"  # BN running var: "biased" (flax) | "unbiased" (PyTorch)
@@ -223,6 +226,9 @@ def base_config() -> ml_collections.ConfigDict:
     # Round 0's method (the first teacher): source_only, or any adaptation method whose first
     # net is the one it is scored on (minent, adaptseg, advent, dacs).
     config.adapt.teacher = "source_only"
+    # Where each student starts: "pretrained" (model.pretrained, the heads random) or "teacher"
+    # (its teacher's weights whole, fine-tuned on the round's labels, as CBST does).
+    config.adapt.student_init = "pretrained"
     config.adapt.cbst_start = 0.2
     config.adapt.cbst_step = 0.05
     config.adapt.cbst_max = 0.5

@@ -8,8 +8,11 @@
             the confidence at the top-p quantile of the pixels predicted c (over the whole split),
             and a pixel keeps its label where p_c / k_c >= 1, else it is ignored; p starts at
             `adapt.cbst_start` (0.2) and grows by `adapt.cbst_step` (0.05) a round up to
-            `adapt.cbst_max` (0.5). The student trains, from the start, on the source with its
-            labels plus the pseudo-labeled target (one image_folder), and becomes the next teacher.
+            `adapt.cbst_max` (0.5). The student trains on the source with its labels plus the
+            pseudo-labeled target (one image_folder), and becomes the next teacher. It starts
+            from model.pretrained (`adapt.student_init` "pretrained"), or as its teacher whole
+            ("teacher", as CBST fine-tunes the previous round's net; the teacher is written to
+            round_r/teacher.cpsj).
 
 WORKDIR/round_0/ (a run), WORKDIR/round_r/{pseudo_labels/ (the folder, its pseudo_labels.json:
 p, kept share and pseudo-label accuracy against the target's hidden masks where it has them),
@@ -23,7 +26,7 @@ import os
 
 import numpy as np
 
-from cps_jax import inference, metrics, pseudo_folder
+from cps_jax import export, inference, metrics, pseudo_folder
 from cps_jax.data.labels import IGNORE_LABEL
 from cps_jax.errors import ConfigError
 
@@ -137,6 +140,11 @@ TEACHERS = ("source_only", "minent", "adaptseg", "advent", "dacs")
 
 
 def check_teacher(config) -> None:
+    if config.adapt.student_init not in STUDENT_INITS:
+        raise ConfigError(
+            f"config.adapt.student_init: expected one of {', '.join(map(repr, STUDENT_INITS))}, "
+            f"got {config.adapt.student_init!r}"
+        )
     if config.adapt.teacher not in TEACHERS:
         raise ConfigError(
             f"config.adapt.teacher: expected one of {', '.join(map(repr, TEACHERS))}, "
@@ -152,10 +160,16 @@ def teacher_config(config):
     return config
 
 
-def student_config(config, folder: str):
+STUDENT_INITS = ("pretrained", "teacher")
+
+
+def student_config(config, folder: str, teacher_file: str = ""):
     """Supervised on the round's folder (source + pseudo-labeled target), validated on the
-    target's validation split (the folder's val/)."""
+    target's validation split (the folder's val/); with `teacher_file` (adapt.student_init
+    "teacher") it starts as that exported net, heads included."""
     config = config.copy_and_resolve_references()
+    if teacher_file:
+        config.model.pretrained, config.model.pretrained_heads = teacher_file, True
     config.method = "supervised"
     config.data.name, config.data.folder = "image_folder", folder
     config.data.classes, config.data.source.name = (), ""
@@ -194,7 +208,12 @@ def run_rounds(config, workdir: str, rounds: int, *, train_run, data, restore) -
         else:
             net = restore(teacher_dir, data.num_classes)
             labels = write_round_folder(config, net, data, folder, workdir, portion(r, config.adapt))
-        student = student_config(config, folder)
+        teacher_file = ""
+        if config.adapt.student_init == "teacher":
+            teacher_file = os.path.join(workdir, f"round_{r}", "teacher.cpsj")
+            if not os.path.exists(teacher_file):
+                save_teacher(config, restore(teacher_dir, data.num_classes), data, teacher_file)
+        student = student_config(config, folder, teacher_file)
         run_dir = os.path.join(workdir, f"round_{r}", "run")
         results = _finished(run_dir, config.total_steps) or train_run(student, run_dir)
         summary.append({"round": r, "miou": _miou(results), "pseudo_labels": labels})
@@ -204,6 +223,14 @@ def run_rounds(config, workdir: str, rounds: int, *, train_run, data, restore) -
     with open(os.path.join(workdir, SUMMARY_FILE), "w") as f:
         json.dump(summary, f, indent=1)
     return summary
+
+
+def save_teacher(config, net: dict, data, path: str) -> None:
+    """The teacher's net as a cps-export file, for its student to start from."""
+    model = export.Model(
+        config=config, nets={"left": net}, class_names=tuple(data.class_names), palette=data.palette
+    )
+    export.save(model, path)
 
 
 def _miou(results) -> float:

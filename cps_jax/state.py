@@ -33,13 +33,23 @@ class TrainState:
 def init_nets(model_config, num_classes: int, rng: jax.Array, method: str = "cps") -> dict:
     """{name: {params, batch_stats}} of `method`'s nets. Each net has its own rng stream (the
     i-th net of `Method.nets`: fold i), a copy starts as its original; with `model.pretrained`
-    every net starts from the same backbone, the heads stay random."""
+    every net starts from the same backbone, the heads stay random (or, with
+    `model.pretrained_heads`, from the same whole net of a cps-export file)."""
     spec = methods.get(method)
-    backbone = pretrained.load_for_model(model_config)  # None unless model.pretrained is set
+    whole = bool(model_config.pretrained_heads)
+    if whole and not str(model_config.pretrained).endswith(".cpsj"):
+        raise ValueError(
+            f"model.pretrained_heads needs a cps-export file (.cpsj) as model.pretrained, got "
+            f"{model_config.pretrained!r}"
+        )
+    # None unless model.pretrained is set; the whole net is read below instead.
+    backbone = None if whole else pretrained.load_for_model(model_config)
 
     def one(seed):
         _, params, stats = init_net(model_config, num_classes, seed)
-        if backbone is not None:
+        if whole:
+            params, stats = pretrained.whole_net_of_export(model_config.pretrained, params, stats)
+        elif backbone is not None:
             source = f"model.pretrained={model_config.pretrained}"
             params, stats = pretrained.replace_backbone(params, stats, backbone, source)
         return {"params": params, "batch_stats": stats}

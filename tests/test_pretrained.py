@@ -343,3 +343,29 @@ def test_checkpoint_shapes_do_not_read_the_pretrained_file(config, tmp_path):
     assert jax.tree.structure(got) == jax.tree.structure(want)
     assert jax.tree.leaves(jax.tree.map(lambda a, b: a.shape == b.shape, got, want))
     assert gone.model.pretrained.endswith("moved_away.npz")  # the caller's config is untouched
+
+
+def test_pretrained_heads_start_every_net_as_the_exported_net_whole(config, tmp_path):
+    """model.pretrained_heads: each net starts as the export's left net, heads and BN statistics
+    included (fine-tuning a trained model); a net of another shape, or a file that is no export,
+    is refused naming the field."""
+    _, params, stats = init_net(config.model, NUM_CLASSES, 7)
+    names, colours = tuple(f"c{i}" for i in range(NUM_CLASSES)), np.zeros((NUM_CLASSES, 3))
+    path = str(tmp_path / "teacher.cpsj")
+    export.save(export.Model(config, {"left": {"params": params, "batch_stats": stats}}, names, colours), path)
+    whole = config.copy_and_resolve_references()
+    whole.model.pretrained_heads = True
+    state = make_state(whole, path)
+    expected = jax.tree.leaves({"params": params, "batch_stats": stats})
+    for net in state.nets.values():
+        got = jax.tree.leaves({"params": net["params"], "batch_stats": net["batch_stats"]})
+        assert len(got) == len(expected)
+        for a, b in zip(got, expected):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    _, other, other_stats = init_net(config.model, NUM_CLASSES + 1, 7)
+    export.save(export.Model(config, {"left": {"params": other, "batch_stats": other_stats}}, names + ("x",), np.zeros((NUM_CLASSES + 1, 3))), path)
+    with pytest.raises(ValueError, match=r"model.pretrained .*teacher\.cpsj with model.pretrained_heads: .*classifier"):
+        make_state(whole, path)
+    np.savez(tmp_path / "b.npz", **backbone_arrays(config, 1))
+    with pytest.raises(ValueError, match=r"model.pretrained_heads needs a cps-export file"):
+        make_state(whole, tmp_path / "b.npz")

@@ -7,8 +7,10 @@ import os
 import numpy as np
 import pytest
 
+import jax
+
 from configs import demo
-from cps_jax import self_training
+from cps_jax import export, self_training
 
 
 def test_cbst_thresholds_by_hand():
@@ -111,6 +113,12 @@ def test_the_first_teacher_is_config_adapt_teacher():
     config.adapt.teacher = "cps"
     with pytest.raises(ConfigError, match="config.adapt.teacher: expected one of 'source_only'"):
         self_training.teacher_config(config)
+    config.adapt.teacher, config.adapt.student_init = "dacs", "scratch"
+    with pytest.raises(ConfigError, match="config.adapt.student_init: expected one of 'pretrained'"):
+        self_training.check_teacher(config)
+    student = self_training.student_config(config, "FOLDER", "T.cpsj")
+    assert (student.model.pretrained, student.model.pretrained_heads) == ("T.cpsj", True)
+    assert student.method == "supervised" and student.data.folder == "FOLDER"
 
 
 @pytest.mark.slow
@@ -132,10 +140,20 @@ def test_a_dacs_teacher_starts_the_rounds(tmp_path):
     config.batch_size_labeled = config.batch_size_unlabeled = 2
     config.total_steps = config.eval_every = config.checkpoint_every = config.log_every = 2
     config.eval_batch_size = 3
+    config.adapt.student_init = "teacher"
     workdir = str(tmp_path / "st")
     summary = command.self_train(config, workdir, rounds=1)
     with open(os.path.join(workdir, "round_0", "config.json")) as f:
         assert json.load(f)["method"] == "dacs"
+    # The student starts as its teacher, round 0's first net, written whole beside the round.
+    teacher_file = os.path.join(workdir, "round_1", "teacher.cpsj")
+    written = export.load(teacher_file).nets["left"]
+    restored = command._restore(os.path.join(workdir, "round_0"), 7)
+    for a, b in zip(jax.tree.leaves(written), jax.tree.leaves(restored)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    with open(os.path.join(workdir, "round_1", "run", "config.json")) as f:
+        model = json.load(f)["model"]
+    assert model["pretrained"] == teacher_file and model["pretrained_heads"] is True
     student = os.path.join(workdir, "round_1", "run", "config.json")
     with open(student) as f:
         assert json.load(f)["method"] == "supervised"

@@ -28,6 +28,7 @@ import re
 import sys
 from collections.abc import Mapping
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx, traverse_util
@@ -189,6 +190,25 @@ def backbone_of_export(path: str) -> dict[str, np.ndarray]:
         raise ValueError(f"{path}: has no left net (export it with --net left or both)")
     flat = _flat_backbone(net["params"], net["batch_stats"])
     return {k: np.asarray(v) for k, v in flat.items()}
+
+
+def whole_net_of_export(path: str, params: dict, batch_stats: dict) -> tuple[dict, dict]:
+    """The left net of a `cps-export` file, every array (heads included), checked against the
+    shapes of (`params`, `batch_stats`), a net of the config being trained."""
+    net = export.load(path, flag="model.pretrained").nets.get("left")
+    if net is None:
+        raise ValueError(f"model.pretrained {path}: has no left net (export it with --net left or both)")
+    want = {**_flat({"params": params}), **_flat({"batch_stats": batch_stats})}
+    have = {**_flat({"params": net["params"]}), **_flat({"batch_stats": net["batch_stats"]})}
+    wrong = sorted(k for k in want if k not in have or tuple(np.shape(have[k])) != tuple(np.shape(want[k])))
+    if wrong or set(have) - set(want):
+        raise ValueError(
+            f"model.pretrained {path} with model.pretrained_heads: its net does not fit this "
+            f"config's (first difference: {(wrong or sorted(set(have) - set(want)))[0]}); the "
+            "architecture and the number of classes must be the same"
+        )
+    cast = lambda ref, new: jax.tree.map(lambda r, n: jnp.asarray(n, r.dtype), ref, new)  # noqa: E731
+    return cast(params, net["params"]), cast(batch_stats, net["batch_stats"])
 
 
 def load_weights(path: str, layout: str = "auto") -> dict[str, np.ndarray]:

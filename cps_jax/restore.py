@@ -13,9 +13,10 @@ from cps_jax.trainer import checkpoint_dir
 
 def abstract_nets(config, num_classes: int, sharding):
     """Shapes of the nets' params and BN statistics (TrainState.nets), without an optimizer."""
-    # Shapes only: the pretrained backbone (same shapes) need not be read, nor still exist.
+    # Shapes only: the pretrained weights (same shapes) need not be read, nor still exist. (Set
+    # both fields: a run saved before pretrained_heads existed has no such field.)
     model_config = config.model.copy_and_resolve_references()
-    model_config.pretrained = ""
+    model_config.pretrained, model_config.pretrained_heads = "", False
     rng = jax.random.key_data(jax.random.key(0))
     shapes = jax.eval_shape(lambda: init_nets(model_config, num_classes, rng, config.method))
     return checkpointing.abstract_like(shapes, sharding)

@@ -3,7 +3,10 @@
 Tests that need PyTorch skip without it (`pip install -e ".[test,torch]"` runs them).
 """
 
+import json
+
 import jax
+import ml_collections
 import numpy as np
 import pytest
 from flax import nnx, traverse_util
@@ -343,6 +346,15 @@ def test_checkpoint_shapes_do_not_read_the_pretrained_file(config, tmp_path):
     assert jax.tree.structure(got) == jax.tree.structure(want)
     assert jax.tree.leaves(jax.tree.map(lambda a, b: a.shape == b.shape, got, want))
     assert gone.model.pretrained.endswith("moved_away.npz")  # the caller's config is untouched
+    # A fine-tuned run (model.pretrained_heads) whose file is gone, and a run saved before the
+    # field existed, restore alike.
+    gone.model.pretrained, gone.model.pretrained_heads = str(tmp_path / "moved_away.cpsj"), True
+    got = restore.abstract_nets(gone, NUM_CLASSES, sharding)
+    assert jax.tree.structure(got) == jax.tree.structure(want)
+    older = ml_collections.ConfigDict(json.loads(config.to_json()))
+    del older.model["pretrained_heads"]
+    got = restore.abstract_nets(older, NUM_CLASSES, sharding)
+    assert jax.tree.structure(got) == jax.tree.structure(want)
 
 
 def test_pretrained_heads_start_every_net_as_the_exported_net_whole(config, tmp_path):

@@ -191,12 +191,14 @@ def test_execution_options_give_the_same_step(method, variants):
     loss_a, state_a = two_steps(method)
     for options in variants:
         loss_b, state_b = two_steps(method, **options)
-        np.testing.assert_allclose(loss_b, loss_a, rtol=1e-5, err_msg=str(options))
+        # Rounding differs by CPU: measured on an AMD EPYC 2-core, losses 1.5e-5 apart
+        # (relative) and parameters 6.5e-5 (absolute, on values near 0.1).
+        np.testing.assert_allclose(loss_b, loss_a, rtol=5e-5, err_msg=str(options))
         for net in ("left", "right"):
             for part in ("params", "batch_stats"):
                 jax.tree.map(
                     lambda a, b: np.testing.assert_allclose(
-                        b, a, rtol=1e-4, atol=1e-5, err_msg=str(options)
+                        b, a, rtol=1e-4, atol=2e-4, err_msg=str(options)
                     ),
                     state_a.nets[net][part],
                     state_b.nets[net][part],

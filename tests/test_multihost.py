@@ -116,8 +116,10 @@ def test_the_multi_process_checkpoint_restores_and_evaluates_in_one_process(runs
         np.testing.assert_array_equal(restored, multi[key], err_msg=key)
     for net in ("left", "right", "ensemble"):
         for metric in ("miou", "iou"):
+            # The same weights evaluated by one process or by two: a pixel whose argmax flips on
+            # rounding moves an IoU by ~3e-5 (measured), far below any real difference.
             np.testing.assert_allclose(
-                single[f"restored_eval/{net}/{metric}"], multi[f"eval/{net}/{metric}"], rtol=1e-6
+                single[f"restored_eval/{net}/{metric}"], multi[f"eval/{net}/{metric}"], rtol=2e-4
             )
 
 

@@ -47,6 +47,11 @@ ASPP_RATES = (1, 2, 3)
 N, H, W = 2, 33, 41  # odd, non-square: 17x21 after the stem, 3x3 at layer4
 N_L, N_U = 2, 3  # labeled and unlabeled images of a training step
 TOL = {"float64": 1e-9, "float32": 1e-4}
+# One CPS step's gradients and updates in float32: the two libraries' float32 kernels sum in
+# different orders, and train-mode BN over a small batch amplifies that; on an AMD EPYC CPU the
+# worst gradient (a BN scale) is 5.7e-3 off (2-norm, relative) while the loss agrees to 1.7e-5.
+# float64 holds the same step to 1e-9, which is the parity guard.
+STEP_TOL = {"float64": 1e-9, "float32": 1e-2}
 DTYPES = {"float64": (jnp.float64, torch.float64), "float32": (jnp.float32, torch.float32)}
 CPS_WEIGHT, LR, TOTAL_STEPS = 1.5, 0.01, 4
 
@@ -335,7 +340,7 @@ def torch_sgd(net, jax_trace, lr):
 @pytest.mark.slow
 def test_cps_step_gradients_and_sgd_match_pytorch(precision):
     dtype, tdtype = DTYPES[precision]
-    tol = TOL[precision]
+    tol = STEP_TOL[precision]
     config = cps_config(precision, depth=18)
     # cps_jax's optimizer between two stages that record each step's gradients and updates.
     sgd, schedule = optim.make(config.optim, TOTAL_STEPS)
@@ -404,4 +409,4 @@ def test_cps_step_gradients_and_sgd_match_pytorch(precision):
         float(np.abs(np.asarray(a) - np.asarray(b)).max())
         for a, b in zip(jax.tree.leaves(left[0]), jax.tree.leaves(state.nets["left"]["params"]))
     )
-    assert moved > 100 * tol, moved
+    assert moved > 100 * TOL[precision], moved  # far beyond float32 rounding

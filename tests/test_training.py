@@ -65,7 +65,9 @@ def test_a_few_steps_on_one_batch_drive_the_loss_down(config):
     batch, losses = _fixed_batch(), []
     for i in range(12):
         state, metrics = step(state, batch, jax.random.key_data(jax.random.key(i)))
-        losses.append(float(metrics["loss"]))
+        # The supervised term: the total also holds the cross term, which the recipe ramps up
+        # during these steps and which can rise while the nets fit the batch.
+        losses.append(float(metrics["sup_left"]))
     assert all(np.isfinite(losses))
     assert losses[-1] < 0.5 * losses[0], losses
     assert int(state.step) == 12

@@ -94,6 +94,14 @@ def check_config(config) -> None:
         raise _fail("max_loss", "0 (1e6 x the first loss) or a positive number", max_loss)
 
 
+def check_self_training(config) -> None:
+    """The fields cps-self-train reads beyond check_config's."""
+    from cps_jax import self_training
+
+    _one_of(config, "adapt.teacher", self_training.TEACHERS)
+    _one_of(config, "adapt.student_init", self_training.STUDENT_INITS)
+
+
 def check_workdir(workdir: str, *, write: bool = True, exist: bool = False) -> None:
     """--workdir: a directory (or a path where one can be made, unless `exist`) that this process
     can write (if `write`)."""

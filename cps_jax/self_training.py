@@ -28,7 +28,6 @@ import numpy as np
 
 from cps_jax import export, inference, metrics, pseudo_folder
 from cps_jax.data.labels import IGNORE_LABEL
-from cps_jax.errors import ConfigError
 
 BINS = 10_000  # confidence histogram bins of the thresholds (a resolution of 1e-4)
 SUMMARY_FILE = "rounds.json"
@@ -136,31 +135,16 @@ def write_round_folder(config, net, data, out_dir: str, workdir: str, p: float) 
     return summary
 
 
+# The values of config.adapt.teacher and config.adapt.student_init (config_checks checks them).
 TEACHERS = ("source_only", "minent", "adaptseg", "advent", "dacs")
-
-
-def check_teacher(config) -> None:
-    if config.adapt.student_init not in STUDENT_INITS:
-        raise ConfigError(
-            f"config.adapt.student_init: expected one of {', '.join(map(repr, STUDENT_INITS))}, "
-            f"got {config.adapt.student_init!r}"
-        )
-    if config.adapt.teacher not in TEACHERS:
-        raise ConfigError(
-            f"config.adapt.teacher: expected one of {', '.join(map(repr, TEACHERS))}, "
-            f"got {config.adapt.teacher!r}"
-        )
+STUDENT_INITS = ("pretrained", "teacher")
 
 
 def teacher_config(config):
     """Round 0: `config.adapt.teacher` on the labeled source (and the unlabeled target)."""
-    check_teacher(config)
     config = config.copy_and_resolve_references()
     config.method = config.adapt.teacher
     return config
-
-
-STUDENT_INITS = ("pretrained", "teacher")
 
 
 def student_config(config, folder: str, teacher_file: str = ""):

@@ -10,7 +10,7 @@ import pytest
 import jax
 
 from configs import demo
-from cps_jax import export, self_training
+from cps_jax import config_checks, export, self_training
 
 
 def test_cbst_thresholds_by_hand():
@@ -112,10 +112,10 @@ def test_the_first_teacher_is_config_adapt_teacher():
     assert config.method == "cps"  # the caller's config is left as it was
     config.adapt.teacher = "cps"
     with pytest.raises(ConfigError, match="config.adapt.teacher: expected one of 'source_only'"):
-        self_training.teacher_config(config)
+        config_checks.check_self_training(config)
     config.adapt.teacher, config.adapt.student_init = "dacs", "scratch"
     with pytest.raises(ConfigError, match="config.adapt.student_init: expected one of 'pretrained'"):
-        self_training.check_teacher(config)
+        config_checks.check_self_training(config)
     student = self_training.student_config(config, "FOLDER", "T.cpsj")
     assert (student.model.pretrained, student.model.pretrained_heads) == ("T.cpsj", True)
     assert student.method == "supervised" and student.data.folder == "FOLDER"

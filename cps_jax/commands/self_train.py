@@ -25,7 +25,7 @@ def _restore(workdir: str, num_classes: int) -> dict:
 
 def self_train(config, workdir: str, rounds: int | None = None) -> list:
     config_checks.check_config(config)
-    self_training.check_teacher(config)
+    config_checks.check_self_training(config)
     config_checks.check_workdir(workdir)
     runner.banner(workdir)
     rounds = int(config.adapt.rounds if rounds is None else rounds)

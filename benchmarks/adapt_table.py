@@ -68,6 +68,23 @@ ROWS = {
     ),
     # The best single method as the first teacher of the rounds.
     "dacs_self_training": ("DACS, then self-training rounds", "method=source_only,teacher=dacs", "rounds"),
+    # The perturbation on every labeled image (source and pseudo-labeled target), as DACS has it on
+    # its mixed images; then the same with each class's quota from the source's label shares.
+    "dacs_self_training_jitter": (
+        "DACS, then self-training, colour-perturbed labeled images",
+        "method=source_only,teacher=dacs,labeled_jitter=True",
+        "rounds",
+    ),
+    "dacs_self_training_quota": (
+        "DACS, then self-training, colour-perturbed, class quotas from the source",
+        "method=source_only,teacher=dacs,labeled_jitter=True,cbst_quota=source",
+        "rounds",
+    ),
+    "self_training_jitter_quota": (
+        "Self-training, colour-perturbed, class quotas from the source",
+        "method=source_only,labeled_jitter=True,cbst_quota=source",
+        "rounds",
+    ),
     "translated_source_only": ("Source only, translated source", "method=source_only", "run translated"),
     "translated_self_training": ("Self-training, translated source", "method=source_only", "rounds translated"),
     "target_supervised": ("Target-supervised (upper bound)", "method=supervised,target_labels=True", "run"),
@@ -207,6 +224,14 @@ def report(cells: dict, rows) -> str:
                     f"{100 * labels.get('accuracy', float('nan')):.2f} | {100 * labels.get('miou', float('nan')):.2f} | "
                     f"{100 * entry['miou']:.2f} |"
                 )
+    shares = [(row, e) for row, c in rounds for e in c["rounds"][1:] if "true_share" in e["pseudo_labels"]]
+    if shares:  # the collapse detector: a class far above its true share is being over-predicted
+        lines += ["", "| pseudo-label class share % (true share) | round | " + " | ".join(class_names) + " |"]
+        lines.append("|---" * (len(class_names) + 2) + "|")
+        for row, entry in shares:
+            labels = entry["pseudo_labels"]
+            cells_text = (f"{100 * a:.1f} ({100 * b:.1f})" for a, b in zip(labels["share"], labels["true_share"]))
+            lines.append(f"| {ROWS[row][0]} | {entry['round']} | " + " | ".join(cells_text) + " |")
     return "\n".join(lines)
 
 

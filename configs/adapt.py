@@ -14,7 +14,8 @@ teacher=<round 0 of cps-self-train: source_only (default) or an adaptation metho
 labeled_jitter=True (the recommended recipe's colour perturbation on the labeled images too: on
 the source, and in self-training on the students' source and pseudo-labeled target; DACS has it
 on its mixed images), student_init=pretrained|teacher (cps-self-train's students start from the
-backbone, or as their teacher whole, as CBST fine-tunes).
+backbone, or as their teacher whole, as CBST fine-tunes), cbst_quota=predicted|source (each class
+keeps p of the pixels predicted as it, or at most p times its share of the source's labels).
 The regime of the labels benchmark of configs/ssl_table.py (64x128 scenes, the benchmark's 7
 classes, AdamW, 900 steps per run), from the same render-domain backbone (`pretrained=FILE`).
 """
@@ -37,6 +38,7 @@ ARGS = {
     "teacher": "source_only",  # config.adapt.teacher: round 0 of cps-self-train
     "labeled_jitter": False,  # config.strong.labeled: colour-perturb the labeled (source) images
     "student_init": "pretrained",  # config.adapt.student_init: where cps-self-train's students start
+    "cbst_quota": "predicted",  # config.adapt.cbst_quota: how many pixels each class keeps
 }
 
 
@@ -57,6 +59,7 @@ def get_config(arg: str | None = None):
     config.adapt.teacher = args["teacher"]
     config.strong.labeled = args["labeled_jitter"]
     config.adapt.student_init = args["student_init"]
+    config.adapt.cbst_quota = args["cbst_quota"]
     data, source = config.data, config.data.source
     if not args["target_labels"]:
         if args["source"]:

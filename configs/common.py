@@ -232,6 +232,10 @@ def base_config() -> ml_collections.ConfigDict:
     config.adapt.cbst_start = 0.2
     config.adapt.cbst_step = 0.05
     config.adapt.cbst_max = 0.5
+    # How many pixels each class keeps: "predicted" (CBST: p of the pixels predicted as it) or
+    # "source" (at most p times its share of the source's labels of all pixels, so a class the
+    # teacher over-predicts on the target keeps only its most confident pixels).
+    config.adapt.cbst_quota = "predicted"
 
     # The CycleGAN translator (cps-cyclegan-train; cps_jax/cyclegan/config.py documents each field).
     config.cyclegan = cyclegan_config.get_config()

@@ -100,6 +100,7 @@ def check_self_training(config) -> None:
 
     _one_of(config, "adapt.teacher", self_training.TEACHERS)
     _one_of(config, "adapt.student_init", self_training.STUDENT_INITS)
+    _one_of(config, "adapt.cbst_quota", self_training.QUOTAS)
 
 
 def check_workdir(workdir: str, *, write: bool = True, exist: bool = False) -> None:

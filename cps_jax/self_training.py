@@ -8,14 +8,18 @@
             the confidence at the top-p quantile of the pixels predicted c (over the whole split),
             and a pixel keeps its label where p_c / k_c >= 1, else it is ignored; p starts at
             `adapt.cbst_start` (0.2) and grows by `adapt.cbst_step` (0.05) a round up to
-            `adapt.cbst_max` (0.5). The student trains on the source with its labels plus the
+            `adapt.cbst_max` (0.5). With `adapt.cbst_quota="source"` a class keeps at most p times
+            its share of the source's labels of all pixels: a class the teacher over-predicts on
+            the target keeps only its most confident pixels (CBST's quota counts the teacher's
+            own predictions, so its errors keep their share). The student trains on the source with its labels plus the
             pseudo-labeled target (one image_folder), and becomes the next teacher. It starts
             from model.pretrained (`adapt.student_init` "pretrained"), or as its teacher whole
             ("teacher", as CBST fine-tunes the previous round's net; the teacher is written to
             round_r/teacher.cpsj).
 
 WORKDIR/round_0/ (a run), WORKDIR/round_r/{pseudo_labels/ (the folder, its pseudo_labels.json:
-p, kept share and pseudo-label accuracy against the target's hidden masks where it has them),
+p, kept share, each class's share of the kept labels and pseudo-label accuracy against the target's
+hidden masks where it has them, with each class's true share),
 run/}, WORKDIR/source/ and WORKDIR/target_val/ (written once, linked into each round's folder),
 WORKDIR/rounds.json (every round's figures). Stopped anywhere, the same command continues: a
 finished stage is read back, a run resumes from its checkpoint.
@@ -39,15 +43,33 @@ def portion(round_index: int, adapt_config) -> float:
     return float(min(p, adapt_config.cbst_max))
 
 
-def exact_thresholds(labels, confidence, num_classes: int, p: float) -> np.ndarray:
-    """k_c: the confidence of the ceil(p n_c)-th most confident of the n_c pixels predicted c
-    (1 for a class nobody predicts)."""
+# How many pixels each class may keep (config.adapt.cbst_quota, checked by config_checks):
+# "predicted", CBST's p of the pixels predicted as the class; "source", at most p times the class's
+# share of the source's labels of all pixels.
+QUOTAS = ("predicted", "source")
+
+
+def quotas(predicted, p: float, prior=None) -> np.ndarray:
+    """Pixels kept per class: ceil(p n_c) of the n_c predicted c, at least 1 where n_c > 0; with
+    `prior` (class shares, summing to 1), ceil(p min(n_c, prior_c N)) of the N pixels, 0 for a
+    class the prior has not."""
+    n = np.asarray(predicted, np.float64)
+    budget = n if prior is None else np.minimum(n, np.asarray(prior, np.float64) * n.sum())
+    q = np.ceil(p * budget - 1e-9)
+    allowed = n > 0 if prior is None else (n > 0) & (np.asarray(prior) > 0)
+    return np.where(allowed, np.maximum(q, 1), 0).astype(np.int64)
+
+
+def exact_thresholds(labels, confidence, num_classes: int, p: float, prior=None) -> np.ndarray:
+    """k_c: the confidence of the q_c-th most confident of the pixels predicted c (`quotas`);
+    1 for a class nobody predicts, infinite for one whose quota is 0."""
     labels, confidence = np.asarray(labels).ravel(), np.asarray(confidence).ravel()
+    q = quotas(np.bincount(labels, minlength=num_classes), p, prior)
     k = np.ones(num_classes)
     for c in range(num_classes):
         conf = np.sort(confidence[labels == c])[::-1]
         if conf.size:
-            k[c] = conf[max(int(np.ceil(p * conf.size)), 1) - 1]
+            k[c] = conf[q[c] - 1] if q[c] else np.inf
     return k
 
 
@@ -58,18 +80,30 @@ def histogram(labels, confidence, num_classes: int) -> np.ndarray:
     return np.bincount(index, minlength=num_classes * BINS).reshape(num_classes, BINS)
 
 
-def thresholds(hist: np.ndarray, p: float) -> np.ndarray:
+def thresholds(hist: np.ndarray, p: float, prior=None) -> np.ndarray:
     """exact_thresholds from histograms, to within a bin: the lower edge of the bin that holds
-    the ceil(p n_c)-th most confident pixel."""
+    the q_c-th most confident pixel."""
+    q = quotas(hist.sum(axis=1), p, prior)
     k = np.ones(hist.shape[0])
     for c, counts in enumerate(hist):
-        n = counts.sum()
-        if n == 0:
+        if counts.sum() == 0:
+            continue
+        if q[c] == 0:
+            k[c] = np.inf
             continue
         from_top = np.cumsum(counts[::-1])
-        first = int(np.argmax(from_top >= max(np.ceil(p * n), 1)))
+        first = int(np.argmax(from_top >= q[c]))
         k[c] = (BINS - 1 - first) / BINS
     return k
+
+
+def label_shares(split, num_classes: int) -> np.ndarray:
+    """Each class's share of the labeled pixels of `split` (its masks; ignore left out)."""
+    counts = np.zeros(num_classes, np.int64)
+    for i in range(len(split)):
+        _, mask = pseudo_folder.image_and_mask(split[i])
+        counts += np.bincount(mask[mask < num_classes].ravel(), minlength=num_classes)
+    return counts / max(counts.sum(), 1)
 
 
 def keep(labels, confidence, k) -> np.ndarray:
@@ -103,9 +137,12 @@ def write_round_folder(config, net, data, out_dir: str, workdir: str, p: float) 
     for i in range(len(data.train)):
         image, _ = pseudo_folder.image_and_mask(data.train[i])
         hist += histogram(*predict(image), num_classes)
-    k = thresholds(hist, p)
+    prior = label_shares(data.source.train, num_classes) if config.adapt.cbst_quota == "source" else None
+    k = thresholds(hist, p, prior)
     # Pass 2: the labels kept, scored against the hidden masks where there are any.
     confusion = np.zeros((num_classes, num_classes), np.int64)
+    true_counts = np.zeros(num_classes, np.int64)  # of the hidden masks, kept or not
+    label_counts = np.zeros(num_classes, np.int64)  # of the labels written
     kept = total = 0
     for i in range(len(data.train)):
         example = data.train[i]
@@ -117,13 +154,23 @@ def write_round_folder(config, net, data, out_dir: str, workdir: str, p: float) 
         pseudo_folder.write_png(os.path.join(out_dir, "images", "target", ident + ".png"), image)
         pseudo_folder.write_png(os.path.join(out_dir, "masks", "target", ident + ".png"), out)
         confusion += np.asarray(metrics.confusion_matrix(truth, out, num_classes))
+        true_counts += np.bincount(truth[truth < num_classes].ravel(), minlength=num_classes)
+        label_counts += np.bincount(out[out < num_classes].ravel(), minlength=num_classes)
         kept, total = kept + int(kept_here.sum()), total + kept_here.size
     pseudo_folder.write_class_file(out_dir, data)
     for sub in ("images", "masks"):
         _link_tree(os.path.join(workdir, "source", sub), os.path.join(out_dir, sub, "source"))
         _link_tree(os.path.join(workdir, "target_val", sub), os.path.join(out_dir, "val", sub))
-    summary = {"portion": p, "thresholds": [float(v) for v in k], "kept": kept / max(total, 1)}
+    # A class with no quota keeps nothing: its threshold is written as null.
+    finite = [float(v) if np.isfinite(v) else None for v in k]
+    summary = {"portion": p, "thresholds": finite, "kept": kept / max(total, 1)}
+    if prior is not None:
+        summary["quota_shares"] = [float(v) for v in prior]
+    summary["share"] = [float(v) for v in label_counts / max(label_counts.sum(), 1)]
     if confusion.sum():
+        # The collapse detector: each class's share of the labels written beside its share of the
+        # hidden masks (a share far above the true one is a class the teacher over-predicts).
+        summary["true_share"] = [float(v) for v in true_counts / max(true_counts.sum(), 1)]
         scores = metrics.segmentation_metrics(confusion)
         summary.update(
             accuracy=float(scores["pixel_accuracy"]),

@@ -235,7 +235,7 @@ def test_adapt_table_reports_finished_cells_without_training(tmp_path):
 
     cell("source_only", 0, 0.30, [0.5, 0.1])
     cell("source_only", 1, 0.34, [0.6, 0.08])
-    labels = {"portion": 0.2, "kept": 0.25, "accuracy": 0.9, "miou": 0.5}
+    labels = {"portion": 0.2, "kept": 0.25, "accuracy": 0.9, "miou": 0.5, "share": [0.7, 0.3], "true_share": [0.6, 0.4]}
     rounds = [{"round": 0, "miou": 0.3}, {"round": 1, "miou": 0.41, "pseudo_labels": labels}]
     cell("self_training", 0, 0.41, [0.7, 0.12], rounds)
     stdout = run_script(
@@ -248,3 +248,5 @@ def test_adapt_table_reports_finished_cells_without_training(tmp_path):
     assert "DACS" not in rows  # no finished cell: left out, nothing trained
     assert not (tmp_path / "out" / "cells").exists()
     assert "| Self-training (CBST rounds) | 1 | 0.20 | 25.0% | 90.00 | 50.00 | 41.00 |" in stdout
+    # each class's share of the pseudo labels beside its share of the hidden masks
+    assert "| Self-training (CBST rounds) | 1 | 70.0 (60.0) | 30.0 (40.0) |" in stdout

@@ -30,6 +30,34 @@ def test_cbst_thresholds_by_hand():
     assert self_training.keep(labels, conf, everything).all()
 
 
+def test_source_quotas_cap_an_over_predicted_class_by_hand():
+    # 10 pixels: class 0 predicted 6 times (confidences 0.99 ... 0.94), class 1 3 times (0.9 0.8
+    # 0.7), class 2 once (0.6). The source's labels: 20 % class 0, 50 % class 1, 30 % class 2.
+    labels = np.array([0, 0, 0, 0, 0, 0, 1, 1, 1, 2])
+    conf = np.array([0.99, 0.98, 0.97, 0.96, 0.95, 0.94, 0.9, 0.8, 0.7, 0.6])
+    prior = np.array([0.2, 0.5, 0.3])
+    # p = 0.5. CBST: ceil(0.5 * [6, 3, 1]) = [3, 2, 1] pixels. With the source's shares the budget
+    # is min(n_c, share_c * 10) = [2, 3, 1] -> ceil(0.5 * [2, 3, 1]) = [1, 2, 1].
+    np.testing.assert_array_equal(self_training.quotas([6, 3, 1], 0.5), [3, 2, 1])
+    np.testing.assert_array_equal(self_training.quotas([6, 3, 1], 0.5, prior), [1, 2, 1])
+    k = self_training.exact_thresholds(labels, conf, 3, 0.5, prior)
+    np.testing.assert_allclose(k, [0.99, 0.8, 0.6])
+    kept = self_training.keep(labels, conf, k)
+    np.testing.assert_array_equal(np.flatnonzero(kept), [0, 6, 7, 9])
+    hist = self_training.histogram(labels, conf, 3)
+    np.testing.assert_allclose(self_training.thresholds(hist, 0.5, prior), k, atol=1.0 / self_training.BINS)
+    # A class the source has no label of keeps nothing, whatever its confidence.
+    none = self_training.exact_thresholds(labels, conf, 3, 0.5, np.array([0.5, 0.5, 0.0]))
+    assert none[2] == np.inf and self_training.thresholds(hist, 0.5, np.array([0.5, 0.5, 0.0]))[2] == np.inf
+    assert not self_training.keep(labels, conf, none)[9]
+
+
+def test_label_shares_count_the_masks_pixels_without_ignore():
+    masks = [np.array([[0, 0], [1, 255]], np.uint8), np.array([[2, 2], [2, 0]], np.uint8)]
+    split = [{"image": np.zeros((2, 2, 3), np.uint8), "mask": m[..., None]} for m in masks]
+    np.testing.assert_allclose(self_training.label_shares(split, 4), [3 / 7, 1 / 7, 3 / 7, 0])
+
+
 def test_thresholds_from_histograms_agree_with_the_exact_ones():
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 4, 5000)
@@ -116,6 +144,9 @@ def test_the_first_teacher_is_config_adapt_teacher():
     config.adapt.teacher, config.adapt.student_init = "dacs", "scratch"
     with pytest.raises(ConfigError, match="config.adapt.student_init: expected one of 'pretrained'"):
         config_checks.check_self_training(config)
+    config.adapt.student_init, config.adapt.cbst_quota = "teacher", "prior"
+    with pytest.raises(ConfigError, match="config.adapt.cbst_quota: expected one of 'predicted', 'source'"):
+        config_checks.check_self_training(config)
     student = self_training.student_config(config, "FOLDER", "T.cpsj")
     assert (student.model.pretrained, student.model.pretrained_heads) == ("T.cpsj", True)
     assert student.method == "supervised" and student.data.folder == "FOLDER"
@@ -140,7 +171,7 @@ def test_a_dacs_teacher_starts_the_rounds(tmp_path):
     config.batch_size_labeled = config.batch_size_unlabeled = 2
     config.total_steps = config.eval_every = config.checkpoint_every = config.log_every = 2
     config.eval_batch_size = 3
-    config.adapt.student_init = "teacher"
+    config.adapt.student_init, config.adapt.cbst_quota = "teacher", "source"
     workdir = str(tmp_path / "st")
     summary = command.self_train(config, workdir, rounds=1)
     with open(os.path.join(workdir, "round_0", "config.json")) as f:
@@ -158,4 +189,24 @@ def test_a_dacs_teacher_starts_the_rounds(tmp_path):
     with open(student) as f:
         assert json.load(f)["method"] == "supervised"
     assert [e["round"] for e in summary] == [0, 1]
-    assert 0 < summary[1]["pseudo_labels"]["kept"] <= 1
+    labels = summary[1]["pseudo_labels"]
+    assert 0 < labels["kept"] <= 1
+    # The quotas came from the source's label shares; the shares reported are those of the
+    # pseudo-label files written and of the target's hidden masks.
+    from PIL import Image
+
+    from cps_jax import datasets, pseudo_folder
+
+    data = datasets.load(config.data)
+    np.testing.assert_allclose(labels["quota_shares"], self_training.label_shares(data.source.train, 7))
+    folder = os.path.join(workdir, "round_1", "pseudo_labels", "masks", "target")
+    written = np.zeros(7)
+    truth = np.zeros(7)
+    for i in range(len(data.train)):
+        example = data.train[i]
+        mask = np.asarray(Image.open(os.path.join(folder, pseudo_folder.ident_of(example) + ".png")))
+        written += np.bincount(mask[mask < 7], minlength=7)
+        true_mask = np.asarray(example["mask"]).squeeze()
+        truth += np.bincount(true_mask[true_mask < 7], minlength=7)
+    np.testing.assert_allclose(labels["share"], written / written.sum(), atol=1e-12)
+    np.testing.assert_allclose(labels["true_share"], truth / truth.sum(), atol=1e-12)

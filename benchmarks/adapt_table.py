@@ -87,6 +87,11 @@ ROWS = {
     ),
     "translated_source_only": ("Source only, translated source", "method=source_only", "run translated"),
     "translated_self_training": ("Self-training, translated source", "method=source_only", "rounds translated"),
+    "translated_self_training_quota": (
+        "Self-training, translated source, class quotas from the source",
+        "method=source_only,cbst_quota=source",
+        "rounds translated",
+    ),
     "target_supervised": ("Target-supervised (upper bound)", "method=supervised,target_labels=True", "run"),
 }
 

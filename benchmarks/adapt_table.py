@@ -48,6 +48,9 @@ ROWS = {
     "adaptseg": ("AdaptSegNet (softmax discriminator)", "method=adaptseg", "run"),
     "advent": ("AdvEnt (self-information discriminator)", "method=advent", "run"),
     "dacs": ("DACS", "method=dacs", "run"),
+    # DACS with the perturbation on its source images too (as on its mixed images): the first
+    # teacher of the rows dacs_self_training_jitter / _quota, beside its control source_only_jitter.
+    "dacs_jitter": ("DACS, colour-perturbed source", "method=dacs,labeled_jitter=True", "run"),
     "cps": ("CPS across domains", "method=cps", "run"),
     "self_training": ("Self-training (CBST rounds)", "method=source_only", "rounds"),
     "self_training_jitter": (

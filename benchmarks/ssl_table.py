@@ -270,8 +270,8 @@ def main(argv):
     if not cells:
         raise app.UsageError("no finished cell to report")
     table = markdown_table(cells, FLAGS.rows, FLAGS.fractions, names)
-    classes = per_class_table(cells, FLAGS.rows, FLAGS.fractions[0], names)
-    classes = "\n\n".join(filter(None, [seed_table(cells, FLAGS.rows, FLAGS.fractions, names), classes]))
+    per_class = [per_class_table(cells, FLAGS.rows, f, names) for f in FLAGS.fractions]
+    classes = "\n\n".join(filter(None, [seed_table(cells, FLAGS.rows, FLAGS.fractions, names), *per_class]))
     total = sum(c["seconds"] for group in cells.values() for c in group)
     note = (
         f"Left-net validation mIoU (%), mean ± half the spread over seeds {FLAGS.seeds}; "

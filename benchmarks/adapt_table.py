@@ -95,6 +95,11 @@ ROWS = {
         "method=source_only,cbst_quota=source",
         "rounds translated",
     ),
+    "translated_self_training_jitter_quota": (
+        "Self-training, translated source, colour-perturbed, class quotas from the source",
+        "method=source_only,labeled_jitter=True,cbst_quota=source",
+        "rounds translated",
+    ),
     "target_supervised": ("Target-supervised (upper bound)", "method=supervised,target_labels=True", "run"),
 }
 

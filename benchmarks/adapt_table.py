@@ -189,7 +189,7 @@ def main(argv):
         if FLAGS.report_only:
             summary = finished_summary(workdir, results_path)
             if summary is not None:
-                cells.setdefault(row, []).append(summary)
+                cells.setdefault(row, []).append(dict(summary, seed=seed))
             continue
         translated = translated_source() if "translated" in kind else ""
         config = cell_config(row, seed, translated)
@@ -197,7 +197,7 @@ def main(argv):
             summary = run_rounds_cell(config, workdir, results_path)
         else:
             summary = run_cell(config, workdir, datasets.load(config.data), results_path)
-        cells.setdefault(row, []).append(summary)
+        cells.setdefault(row, []).append(dict(summary, seed=seed))
     if not cells:
         print("no finished cell to report", flush=True)
         return
@@ -228,23 +228,25 @@ def report(cells: dict, rows) -> str:
         )
     rounds = [(row, c) for row in rows for c in cells.get(row, []) if "rounds" in c]
     if rounds:
-        lines += ["", "| self-training | round | p | kept | pseudo-label acc. | pseudo-label mIoU | student mIoU |", "|---" * 7 + "|"]
+        lines += ["", "| self-training | seed | round | p | kept | pseudo-label acc. | pseudo-label mIoU | student mIoU |", "|---" * 8 + "|"]
         for row, cell in rounds:
+            # round 0: the first teacher, which the students read against
+            lines.append(f"| {ROWS[row][0]} | {cell.get('seed', '')} | 0 | – | – | – | – | {100 * cell['rounds'][0]['miou']:.2f} |")
             for entry in cell["rounds"][1:]:
                 labels = entry["pseudo_labels"]
                 lines.append(
-                    f"| {ROWS[row][0]} | {entry['round']} | {labels['portion']:.2f} | {100 * labels['kept']:.1f}% | "
+                    f"| {ROWS[row][0]} | {cell.get('seed', '')} | {entry['round']} | {labels['portion']:.2f} | {100 * labels['kept']:.1f}% | "
                     f"{100 * labels.get('accuracy', float('nan')):.2f} | {100 * labels.get('miou', float('nan')):.2f} | "
                     f"{100 * entry['miou']:.2f} |"
                 )
-    shares = [(row, e) for row, c in rounds for e in c["rounds"][1:] if "true_share" in e["pseudo_labels"]]
+    shares = [(row, c, e) for row, c in rounds for e in c["rounds"][1:] if "true_share" in e["pseudo_labels"]]
     if shares:  # the collapse detector: a class far above its true share is being over-predicted
-        lines += ["", "| pseudo-label class share % (true share) | round | " + " | ".join(class_names) + " |"]
-        lines.append("|---" * (len(class_names) + 2) + "|")
-        for row, entry in shares:
+        lines += ["", "| pseudo-label class share % (true share) | seed | round | " + " | ".join(class_names) + " |"]
+        lines.append("|---" * (len(class_names) + 3) + "|")
+        for row, cell, entry in shares:
             labels = entry["pseudo_labels"]
             cells_text = (f"{100 * a:.1f} ({100 * b:.1f})" for a, b in zip(labels["share"], labels["true_share"]))
-            lines.append(f"| {ROWS[row][0]} | {entry['round']} | " + " | ".join(cells_text) + " |")
+            lines.append(f"| {ROWS[row][0]} | {cell.get('seed', '')} | {entry['round']} | " + " | ".join(cells_text) + " |")
     return "\n".join(lines)
 
 

@@ -247,6 +247,7 @@ def test_adapt_table_reports_finished_cells_without_training(tmp_path):
     assert "| Self-training (CBST rounds) | 41.00 ± 0.00 | 41.00 | 71.00 ± 0.00 | 70.0 | 12.0 |" in stdout
     assert "DACS" not in rows  # no finished cell: left out, nothing trained
     assert not (tmp_path / "out" / "cells").exists()
-    assert "| Self-training (CBST rounds) | 1 | 0.20 | 25.0% | 90.00 | 50.00 | 41.00 |" in stdout
+    assert "| Self-training (CBST rounds) | 0 | 0 | – | – | – | – | 30.00 |" in stdout  # the teacher
+    assert "| Self-training (CBST rounds) | 0 | 1 | 0.20 | 25.0% | 90.00 | 50.00 | 41.00 |" in stdout
     # each class's share of the pseudo labels beside its share of the hidden masks
-    assert "| Self-training (CBST rounds) | 1 | 70.0 (60.0) | 30.0 (40.0) |" in stdout
+    assert "| Self-training (CBST rounds) | 0 | 1 | 70.0 (60.0) | 30.0 (40.0) |" in stdout

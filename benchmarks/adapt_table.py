@@ -89,6 +89,11 @@ ROWS = {
         "rounds",
     ),
     "translated_source_only": ("Source only, translated source", "method=source_only", "run translated"),
+    "translated_source_only_jitter": (
+        "Source only, translated source, colour-perturbed",
+        "method=source_only,labeled_jitter=True",
+        "run translated",
+    ),
     "translated_self_training": ("Self-training, translated source", "method=source_only", "rounds translated"),
     "translated_self_training_quota": (
         "Self-training, translated source, class quotas from the source",

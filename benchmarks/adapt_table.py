@@ -236,11 +236,11 @@ def report(cells: dict, rows) -> str:
         lines += ["", "| self-training | seed | round | p | kept | pseudo-label acc. | pseudo-label mIoU | student mIoU |", "|---" * 8 + "|"]
         for row, cell in rounds:
             # round 0: the first teacher, which the students read against
-            lines.append(f"| {ROWS[row][0]} | {cell.get('seed', '')} | 0 | – | – | – | – | {100 * cell['rounds'][0]['miou']:.2f} |")
+            lines.append(f"| {ROWS[row][0]} | {cell['seed']} | 0 | – | – | – | – | {100 * cell['rounds'][0]['miou']:.2f} |")
             for entry in cell["rounds"][1:]:
                 labels = entry["pseudo_labels"]
                 lines.append(
-                    f"| {ROWS[row][0]} | {cell.get('seed', '')} | {entry['round']} | {labels['portion']:.2f} | {100 * labels['kept']:.1f}% | "
+                    f"| {ROWS[row][0]} | {cell['seed']} | {entry['round']} | {labels['portion']:.2f} | {100 * labels['kept']:.1f}% | "
                     f"{100 * labels.get('accuracy', float('nan')):.2f} | {100 * labels.get('miou', float('nan')):.2f} | "
                     f"{100 * entry['miou']:.2f} |"
                 )
@@ -251,7 +251,7 @@ def report(cells: dict, rows) -> str:
         for row, cell, entry in shares:
             labels = entry["pseudo_labels"]
             cells_text = (f"{100 * a:.1f} ({100 * b:.1f})" for a, b in zip(labels["share"], labels["true_share"]))
-            lines.append(f"| {ROWS[row][0]} | {cell.get('seed', '')} | {entry['round']} | " + " | ".join(cells_text) + " |")
+            lines.append(f"| {ROWS[row][0]} | {cell['seed']} | {entry['round']} | " + " | ".join(cells_text) + " |")
     return "\n".join(lines)
 
 

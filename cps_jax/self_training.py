@@ -11,8 +11,8 @@
             `adapt.cbst_max` (0.5). With `adapt.cbst_quota="source"` a class keeps at most p times
             its share of the source's labels of all pixels: a class the teacher over-predicts on
             the target keeps only its most confident pixels (CBST's quota counts the teacher's
-            own predictions, so its errors keep their share). The student trains on the source with its labels plus the
-            pseudo-labeled target (one image_folder), and becomes the next teacher. It starts
+            own predictions, so its errors keep their share). The student trains on the source
+            with its labels plus the pseudo-labeled target (one image_folder), and becomes the next teacher. It starts
             from model.pretrained (`adapt.student_init` "pretrained"), or as its teacher whole
             ("teacher", as CBST fine-tunes the previous round's net; the teacher is written to
             round_r/teacher.cpsj).
@@ -121,9 +121,10 @@ def _link_tree(src: str, dst: str) -> None:
                 os.symlink(os.path.abspath(os.path.join(root, f)), target)
 
 
-def write_round_folder(config, net, data, out_dir: str, workdir: str, p: float) -> dict:
+def write_round_folder(config, net, data, out_dir: str, workdir: str, p: float, prior=None) -> dict:
     """The student's folder: the source's images and labels, the target's train images with their
-    CBST pseudo labels, and the target's validation split; returns the labels' summary."""
+    CBST pseudo labels (each class's quota from `prior`, the source's label shares, if given), and
+    the target's validation split; returns the labels' summary."""
     num_classes = data.num_classes
     options = inference.options_from_config(config)
     predict = pseudo_folder.predictor(config, net, num_classes, options)
@@ -137,7 +138,6 @@ def write_round_folder(config, net, data, out_dir: str, workdir: str, p: float) 
     for i in range(len(data.train)):
         image, _ = pseudo_folder.image_and_mask(data.train[i])
         hist += histogram(*predict(image), num_classes)
-    prior = label_shares(data.source.train, num_classes) if config.adapt.cbst_quota == "source" else None
     k = thresholds(hist, p, prior)
     # Pass 2: the labels kept, scored against the hidden masks where there are any.
     confusion = np.zeros((num_classes, num_classes), np.int64)
@@ -230,6 +230,7 @@ def run_rounds(config, workdir: str, rounds: int, *, train_run, data, restore) -
     results = _finished(run_dir, config.total_steps) or train_run(teacher, run_dir)
     summary.append({"round": 0, "miou": _miou(results)})
     teacher_dir = run_dir
+    prior = None  # the source's label shares (adapt.cbst_quota "source"), read once when needed
     for r in range(1, rounds + 1):
         folder = os.path.join(workdir, f"round_{r}", "pseudo_labels")
         labels_file = os.path.join(folder, pseudo_folder.SUMMARY_FILE)
@@ -237,8 +238,10 @@ def run_rounds(config, workdir: str, rounds: int, *, train_run, data, restore) -
             with open(labels_file) as f:
                 labels = json.load(f)
         else:
+            if prior is None and config.adapt.cbst_quota == "source":
+                prior = label_shares(data.source.train, data.num_classes)
             net = restore(teacher_dir, data.num_classes)
-            labels = write_round_folder(config, net, data, folder, workdir, portion(r, config.adapt))
+            labels = write_round_folder(config, net, data, folder, workdir, portion(r, config.adapt), prior)
         teacher_file = ""
         if config.adapt.student_init == "teacher":
             teacher_file = os.path.join(workdir, f"round_{r}", "teacher.cpsj")

@@ -16,7 +16,8 @@ of 1000 (fewer scenes, fewer labeled images at each fraction), `optim=adamw` use
 0.002, weight decay 0.01 instead of SGD at lr 0.1, `domain=weather` renders the scenes under
 varied weather and time of day (`cps_jax/data/synthetic_streets/weather.py`), `pretrained=FILE`
 starts every net from that backbone (see README, "Pretrained backbones"), `classes=benchmark` keeps
-the classes of BENCHMARK_CLASSES (the others become ignore), `steps=N` trains N steps, e.g.
+the classes of BENCHMARK_CLASSES (the others become ignore), `steps=N` trains N steps,
+`cutmix_boxes=N` mixes N boxes into each CutMix image (3, the reference's), e.g.
 
   python benchmarks/ssl_table.py --config configs/ssl_table.py:scenes=256,optim=adamw
 
@@ -80,6 +81,12 @@ ROWS = {
         "CPS + CutMix, recommended recipe",
         "method=cps_cutmix,recipe=recommended",
     ),
+    # One box per mixed image instead of the reference's three (XOR-ed): more of each street
+    # scene's layout stays whole.
+    "cps_cutmix_recommended_one_box": (
+        "CPS + CutMix (one box), recommended recipe",
+        "method=cps_cutmix,recipe=recommended,cutmix_boxes=1",
+    ),
     # With image-level labels for every image without pixel labels (README, "A few pixel labels
     # plus many image-level labels"); the rows above see those images as unlabeled.
     "supervised_tags": (
@@ -118,6 +125,7 @@ def get_config(arg: str | None = None):
         "image_labeled": "",  # config.data.image_labeled_fraction
         "class_mask": False,  # config.pseudo.class_mask
         "labeled_jitter": False,  # config.strong.labeled
+        "cutmix_boxes": config.cutmix.num_boxes,
     }
     args = common.parse_arg(arg, defaults, CONFIG_FILE)
     if args["regime"] == "labels":  # the regime's args, under those given beside it
@@ -164,6 +172,7 @@ def get_config(arg: str | None = None):
     common.apply_recipe(config, args["recipe"], CONFIG_FILE)
     config.pseudo.class_mask = args["class_mask"]
     config.strong.labeled = args["labeled_jitter"]
+    config.cutmix.num_boxes = args["cutmix_boxes"]
     return config
 
 

@@ -120,6 +120,12 @@ def test_ssl_table_regime_args_set_scenes_optimizer_domain_and_backbone():
     assert module.get_config("pretrained=runs/a.cpsj").model.pretrained == "runs/a.cpsj"
     with pytest.raises(ValueError, match="domain must be one of .*, got 'snow'"):
         module.get_config("domain=snow")
+    # CutMix's boxes: the reference's three unless the arg says otherwise (the one-box row).
+    assert default.cutmix.num_boxes == 3
+    one_box = module.get_config(module.ROWS["cps_cutmix_recommended_one_box"][1])
+    assert (one_box.method, one_box.cutmix.num_boxes) == ("cps_cutmix", 1)
+    with pytest.raises(ValueError, match="cutmix_boxes=two: expected an integer"):
+        module.get_config("cutmix_boxes=two")
 
 
 @pytest.mark.parametrize("name", ["paper.py", "voc.py", "cityscapes.py"])

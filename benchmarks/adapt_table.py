@@ -31,6 +31,9 @@ flags.DEFINE_string("results", "", "Folder for each finished cell's summary JSON
 flags.DEFINE_integer("steps", None, "Override the steps of every run (checks, not results).")
 flags.DEFINE_integer("rounds", 3, "Self-training rounds.")
 flags.DEFINE_list("rows", None, "Rows (default: all of ROWS).")
+flags.DEFINE_string(
+    "translator", "", "configs/cyclegan.py args of the translator, e.g. steps=9000 (default: its own)."
+)
 flags.DEFINE_bool(
     "report_only", False, "Train nothing: report the finished cells (a table still running)."
 )
@@ -123,6 +126,11 @@ def cell_config(row: str, seed: int, translated: str = ""):
     return config
 
 
+def translator_args() -> str:
+    """The translator's configs/cyclegan.py args (recorded in each translated cell's summary)."""
+    return ",".join(filter(None, [f"target={FLAGS.target}", FLAGS.translator]))
+
+
 def translated_source() -> str:
     """The render source repainted in the target's style (trained and written once)."""
     from cps_jax.commands import cyclegan_train, cyclegan_translate
@@ -130,7 +138,7 @@ def translated_source() -> str:
     out = os.path.join(FLAGS.out, "translated")
     if os.path.exists(os.path.join(out, "classes.json")):
         return out
-    config = config_files.load(CYCLEGAN).get_config(f"target={FLAGS.target}")
+    config = config_files.load(CYCLEGAN).get_config(translator_args())
     if FLAGS.steps:
         config.cyclegan.optim.total_steps = FLAGS.steps
     workdir = os.path.join(FLAGS.out, "translator")
@@ -140,7 +148,7 @@ def translated_source() -> str:
     return out
 
 
-def run_rounds_cell(config, workdir: str, results_path: str) -> dict:
+def run_rounds_cell(config, workdir: str, results_path: str, extra=None) -> dict:
     """Self-training rounds as one cell: its summary is the last round's, with every round's."""
     from cps_jax.commands import self_train
 
@@ -161,6 +169,7 @@ def run_rounds_cell(config, workdir: str, results_path: str) -> dict:
         "class_names": results["class_names"],
         "iou_left": results["left"]["iou"],
         "rounds": rounds,
+        **(extra or {}),
     }
     for path in filter(None, (os.path.join(workdir, "cell.json"), results_path)):
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -197,11 +206,12 @@ def main(argv):
                 cells.setdefault(row, []).append(dict(summary, seed=seed))
             continue
         translated = translated_source() if "translated" in kind else ""
+        extra = {"translator": translator_args()} if translated else None
         config = cell_config(row, seed, translated)
         if kind.startswith("rounds"):
-            summary = run_rounds_cell(config, workdir, results_path)
+            summary = run_rounds_cell(config, workdir, results_path, extra)
         else:
-            summary = run_cell(config, workdir, datasets.load(config.data), results_path)
+            summary = run_cell(config, workdir, datasets.load(config.data), results_path, extra=extra)
         cells.setdefault(row, []).append(dict(summary, seed=seed))
     if not cells:
         print("no finished cell to report", flush=True)

@@ -6,7 +6,9 @@ r"""A CycleGAN translator from the `render` source of configs/adapt.py to its `p
   cps-train --config configs/adapt.py:method=source_only,target=photo,source=runs/render_as_photo \
       --workdir runs/translated_source_only
 
-Args: target=photo|weather, steps (3000), seed, runlocal (tiny, for the tests).
+Args: target=photo|weather, steps (3000), width (16: the generator's first width, the paper's
+64), blocks (4: residual blocks, the paper's 6 at 128 px), disc_width (16, the paper's 64), seed,
+runlocal (tiny, for the tests).
 """
 
 from cps_jax import config_files
@@ -15,7 +17,15 @@ common = config_files.sibling(__file__, "common")
 adapt = config_files.sibling(__file__, "adapt")
 
 CONFIG_FILE = "configs/cyclegan.py"
-ARGS = {"target": "photo", "steps": 3000, "seed": 0, "runlocal": False}
+ARGS = {
+    "target": "photo",
+    "steps": 3000,
+    "width": 16,
+    "blocks": 4,
+    "disc_width": 16,
+    "seed": 0,
+    "runlocal": False,
+}
 
 
 def get_config(arg: str | None = None):
@@ -25,7 +35,8 @@ def get_config(arg: str | None = None):
     config = adapt.get_config(f"method=source_only,target={args['target']},seed={args['seed']}")
     cg = config.cyclegan
     cg.image_size, cg.batch_size = 64, 1
-    cg.model.gen_width, cg.model.gen_blocks, cg.model.disc_width = 16, 4, 16
+    cg.model.gen_width, cg.model.gen_blocks = args["width"], args["blocks"]
+    cg.model.disc_width = args["disc_width"]
     cg.optim.total_steps = args["steps"]
     config.log_every, config.eval_every = 100, 500
     config.checkpoint_every = 500

@@ -48,6 +48,7 @@ VARIANTS = {
         "method=cps_cutmix,recipe=recommended",
         "regime=labels,method=pct,image_labeled=rest",
         "regime=labels,method=cps,recipe=recommended,image_labeled=rest,class_mask=True",
+        "regime=labels,method=cps_cutmix,recipe=recommended,cutmix_boxes=1",
     ],
     "pct_voc.py": [None, "labeled=92", "labeled=1464", "labeled=92,stage=2,folder=labels"],
     "adapt.py": [
@@ -58,7 +59,7 @@ VARIANTS = {
         "method=dacs,source=translated",
     ],
     "gta5_to_cityscapes.py": [None, "method=advent"],
-    "cyclegan.py": [None, "runlocal", "target=weather,steps=100"],
+    "cyclegan.py": [None, "runlocal", "target=weather,steps=100", "width=24,blocks=6,disc_width=32"],
     "synthia_to_cityscapes.py": [None, "method=advent"],
 }
 CASES = [(name, arg) for name, args in VARIANTS.items() for arg in args]

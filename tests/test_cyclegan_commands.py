@@ -12,6 +12,16 @@ from configs import cyclegan as cyclegan_config
 from cps_jax import datasets
 
 
+def test_translator_config_args_set_the_nets_sizes_and_steps():
+    default = cyclegan_config.get_config().cyclegan
+    assert (default.model.gen_width, default.model.gen_blocks, default.model.disc_width) == (16, 4, 16)
+    config = cyclegan_config.get_config("width=24,blocks=6,disc_width=32,steps=3500").cyclegan
+    assert (config.model.gen_width, config.model.gen_blocks, config.model.disc_width) == (24, 6, 32)
+    assert (config.optim.total_steps, config.optim.decay_start) == (3500, 1750)
+    with pytest.raises(ValueError, match="width=wide: expected an integer"):
+        cyclegan_config.get_config("width=wide")
+
+
 @pytest.mark.slow
 def test_translator_trains_resumes_previews_and_translates_keeping_masks(tmp_path):
     from cps_jax.commands import cyclegan_train, cyclegan_translate

@@ -108,6 +108,13 @@ ROWS = {
         "method=source_only,labeled_jitter=True,cbst_quota=source",
         "rounds translated",
     ),
+    # The practitioner's whole loop: translate, DACS (on the translated, perturbed source), then
+    # self-training rounds with the source's class quotas; round 0 is the DACS teacher.
+    "translated_dacs_self_training_quota": (
+        "DACS, then self-training, translated source, colour-perturbed, class quotas from the source",
+        "method=source_only,teacher=dacs,labeled_jitter=True,cbst_quota=source",
+        "rounds translated",
+    ),
     "target_supervised": ("Target-supervised (upper bound)", "method=supervised,target_labels=True", "run"),
 }
 

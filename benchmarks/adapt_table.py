@@ -108,6 +108,19 @@ ROWS = {
         "method=source_only,labeled_jitter=True,cbst_quota=source",
         "rounds translated",
     ),
+    # The students fine-tune their teachers (CBST), and the control of that row: the same rounds
+    # with p = 0 (at most one pixel per class keeps its pseudo label), so the students train as
+    # long on the same source and images and learn nothing from the pseudo labels.
+    "translated_self_training_jitter_quota_from_teacher": (
+        "Self-training, translated source, colour-perturbed, class quotas from the source, students start as their teacher",
+        "method=source_only,labeled_jitter=True,cbst_quota=source,student_init=teacher",
+        "rounds translated",
+    ),
+    "translated_rounds_without_labels_from_teacher": (
+        "Control: the same rounds without pseudo labels (p = 0), students start as their teacher",
+        "method=source_only,labeled_jitter=True,cbst_quota=source,student_init=teacher,cbst_start=0.0,cbst_step=0.0",
+        "rounds translated",
+    ),
     # The practitioner's whole loop: translate, DACS (on the translated, perturbed source), then
     # self-training rounds with the source's class quotas; round 0 is the DACS teacher.
     "translated_dacs_self_training_quota": (

@@ -15,7 +15,9 @@ labeled_jitter=True (the recommended recipe's colour perturbation on the labeled
 the source, and in self-training on the students' source and pseudo-labeled target; DACS has it
 on its mixed images), student_init=pretrained|teacher (cps-self-train's students start from the
 backbone, or as their teacher whole, as CBST fine-tunes), cbst_quota=predicted|source (each class
-keeps p of the pixels predicted as it, or at most p times its share of the source's labels).
+keeps p of the pixels predicted as it, or at most p times its share of the source's labels),
+cbst_start / cbst_step (p of the first round, 0.2, and its growth per round, 0.05; both 0: rounds
+that keep at most one pixel per class, the control of what the pseudo labels add).
 The regime of the labels benchmark of configs/ssl_table.py (64x128 scenes, the benchmark's 7
 classes, AdamW, 900 steps per run), from the same render-domain backbone (`pretrained=FILE`).
 """
@@ -39,6 +41,9 @@ ARGS = {
     "labeled_jitter": False,  # config.strong.labeled: colour-perturb the labeled (source) images
     "student_init": "pretrained",  # config.adapt.student_init: where cps-self-train's students start
     "cbst_quota": "predicted",  # config.adapt.cbst_quota: how many pixels each class keeps
+    # config.adapt.cbst_start / cbst_step: p of round 1 and its growth per round (the base's).
+    "cbst_start": common.base_config().adapt.cbst_start,
+    "cbst_step": common.base_config().adapt.cbst_step,
 }
 
 
@@ -60,6 +65,7 @@ def get_config(arg: str | None = None):
     config.strong.labeled = args["labeled_jitter"]
     config.adapt.student_init = args["student_init"]
     config.adapt.cbst_quota = args["cbst_quota"]
+    config.adapt.cbst_start, config.adapt.cbst_step = args["cbst_start"], args["cbst_step"]
     data, source = config.data, config.data.source
     if not args["target_labels"]:
         if args["source"]:

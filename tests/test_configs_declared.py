@@ -57,6 +57,7 @@ VARIANTS = {
         "method=source_only",
         "method=supervised,target_labels=True",
         "method=dacs,source=translated",
+        "method=source_only,student_init=teacher,cbst_start=0.0,cbst_step=0.0",
     ],
     "gta5_to_cityscapes.py": [None, "method=advent"],
     "cyclegan.py": [None, "runlocal", "target=weather,steps=100", "width=24,blocks=6,disc_width=32"],

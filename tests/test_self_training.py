@@ -52,6 +52,20 @@ def test_source_quotas_cap_an_over_predicted_class_by_hand():
     assert not self_training.keep(labels, conf, none)[9]
 
 
+def test_rounds_with_p_zero_keep_one_pixel_per_predicted_class():
+    """configs/adapt.py:cbst_start=0.0,cbst_step=0.0, the control of what pseudo labels add: every
+    round keeps only each class's single most confident pixel, whichever quota."""
+    from configs import adapt as adapt_config
+
+    config = adapt_config.get_config("method=source_only,cbst_start=0.0,cbst_step=0.0")
+    assert [self_training.portion(r, config.adapt) for r in (1, 2, 3)] == [0.0, 0.0, 0.0]
+    labels = np.array([0, 0, 0, 1, 1, 2])
+    conf = np.array([0.7, 0.9, 0.8, 0.6, 0.65, 0.5])
+    for prior in (None, np.array([0.4, 0.4, 0.2])):
+        k = self_training.exact_thresholds(labels, conf, 3, 0.0, prior)
+        np.testing.assert_array_equal(np.flatnonzero(self_training.keep(labels, conf, k)), [1, 4, 5])
+
+
 def test_label_shares_count_the_masks_pixels_without_ignore():
     masks = [np.array([[0, 0], [1, 255]], np.uint8), np.array([[2, 2], [2, 0]], np.uint8)]
     split = [{"image": np.zeros((2, 2, 3), np.uint8), "mask": m[..., None]} for m in masks]

@@ -109,8 +109,8 @@ ROWS = {
         "rounds translated",
     ),
     # The students fine-tune their teachers (CBST), and the control of that row: the same rounds
-    # with p = 0 (at most one pixel per class keeps its pseudo label), so the students train as
-    # long on the same source and images and learn nothing from the pseudo labels.
+    # with p = 0 (only the pixels in each class's top confidence bin keep their pseudo label), so
+    # the students train as long on the same source and images with almost no pseudo label.
     "translated_self_training_jitter_quota_from_teacher": (
         "Self-training, translated source, colour-perturbed, class quotas from the source, students start as their teacher",
         "method=source_only,labeled_jitter=True,cbst_quota=source,student_init=teacher",

@@ -17,7 +17,8 @@ on its mixed images), student_init=pretrained|teacher (cps-self-train's students
 backbone, or as their teacher whole, as CBST fine-tunes), cbst_quota=predicted|source (each class
 keeps p of the pixels predicted as it, or at most p times its share of the source's labels),
 cbst_start / cbst_step (p of the first round, 0.2, and its growth per round, 0.05; both 0: rounds
-that keep at most one pixel per class, the control of what the pseudo labels add).
+that keep only the pixels in each class's top confidence bin, of width 1e-4, the control of what
+the pseudo labels add).
 The regime of the labels benchmark of configs/ssl_table.py (64x128 scenes, the benchmark's 7
 classes, AdamW, 900 steps per run), from the same render-domain backbone (`pretrained=FILE`).
 """

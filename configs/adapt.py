@@ -29,6 +29,7 @@ common = config_files.sibling(__file__, "common")
 ssl_table = config_files.sibling(__file__, "ssl_table")
 
 CONFIG_FILE = "configs/adapt.py"
+_BASE_ADAPT = common.base_config().adapt
 METHODS = ("source_only", "minent", "adaptseg", "advent", "dacs", "cps", "supervised")
 ARGS = {
     "method": "source_only",
@@ -43,8 +44,8 @@ ARGS = {
     "student_init": "pretrained",  # config.adapt.student_init: where cps-self-train's students start
     "cbst_quota": "predicted",  # config.adapt.cbst_quota: how many pixels each class keeps
     # config.adapt.cbst_start / cbst_step: p of round 1 and its growth per round (the base's).
-    "cbst_start": common.base_config().adapt.cbst_start,
-    "cbst_step": common.base_config().adapt.cbst_step,
+    "cbst_start": _BASE_ADAPT.cbst_start,
+    "cbst_step": _BASE_ADAPT.cbst_step,
 }
 
 

@@ -12,8 +12,8 @@
             its share of the source's labels of all pixels: a class the teacher over-predicts on
             the target keeps only its most confident pixels (CBST's quota counts the teacher's
             own predictions, so its errors keep their share). The student trains on the source
-            with its labels plus the pseudo-labeled target (one image_folder), and becomes the next teacher. It starts
-            from model.pretrained (`adapt.student_init` "pretrained"), or as its teacher whole
+            with its labels plus the pseudo-labeled target (one image_folder), and becomes the
+            next teacher. It starts from model.pretrained (`adapt.student_init` "pretrained"), or as its teacher whole
             ("teacher", as CBST fine-tunes the previous round's net; the teacher is written to
             round_r/teacher.cpsj).
 

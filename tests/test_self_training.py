@@ -52,9 +52,10 @@ def test_source_quotas_cap_an_over_predicted_class_by_hand():
     assert not self_training.keep(labels, conf, none)[9]
 
 
-def test_rounds_with_p_zero_keep_one_pixel_per_predicted_class():
+def test_rounds_with_p_zero_keep_only_each_class_top_pixels():
     """configs/adapt.py:cbst_start=0.0,cbst_step=0.0, the control of what pseudo labels add: every
-    round keeps only each class's single most confident pixel, whichever quota."""
+    round keeps only each class's most confident pixel (with histograms, its top bin), whichever
+    quota."""
     from configs import adapt as adapt_config
 
     config = adapt_config.get_config("method=source_only,cbst_start=0.0,cbst_step=0.0")
@@ -64,6 +65,13 @@ def test_rounds_with_p_zero_keep_one_pixel_per_predicted_class():
     for prior in (None, np.array([0.4, 0.4, 0.2])):
         k = self_training.exact_thresholds(labels, conf, 3, 0.0, prior)
         np.testing.assert_array_equal(np.flatnonzero(self_training.keep(labels, conf, k)), [1, 4, 5])
+    # The rounds threshold from histograms: pixels tied with the most confident one in its bin
+    # (width 1 / BINS) keep their label too, so the control keeps a class's top bin.
+    tied = np.array([0.7, 0.9, 0.90002, 0.6, 0.65, 0.5])
+    hist = self_training.histogram(labels, tied, 3)
+    for prior in (None, np.array([0.4, 0.4, 0.2])):
+        k = self_training.thresholds(hist, 0.0, prior)
+        np.testing.assert_array_equal(np.flatnonzero(self_training.keep(labels, tied, k)), [1, 2, 4, 5])
 
 
 def test_label_shares_count_the_masks_pixels_without_ignore():

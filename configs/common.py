@@ -244,6 +244,10 @@ def base_config() -> ml_collections.ConfigDict:
     config.cutmix.num_boxes = 3
     config.cutmix.area_range = (0.25, 0.5)
     config.cutmix.random_aspect_ratio = True
+    # cps_cutmix: the nets also learn the first source batch's targets on its unmixed view (with
+    # config.strong, perturbed), as plain CPS; the unlabeled term is then the mean of the mixed
+    # and unmixed terms. Off: the reference's mixed images only.
+    config.cutmix.unmixed_term = False
 
     config.optim = ml_collections.ConfigDict()
     config.optim.name = "sgd"  # the reference; or "adamw" (cps_jax/optim.py)

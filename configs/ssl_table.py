@@ -17,7 +17,8 @@ of 1000 (fewer scenes, fewer labeled images at each fraction), `optim=adamw` use
 varied weather and time of day (`cps_jax/data/synthetic_streets/weather.py`), `pretrained=FILE`
 starts every net from that backbone (see README, "Pretrained backbones"), `classes=benchmark` keeps
 the classes of BENCHMARK_CLASSES (the others become ignore), `steps=N` trains N steps,
-`cutmix_boxes=N` mixes N boxes into each CutMix image (3, the reference's), e.g.
+`cutmix_boxes=N` mixes N boxes into each CutMix image (3, the reference's), `unmixed_term=True`
+adds plain CPS's term on the unmixed images to CPS + CutMix (config.cutmix.unmixed_term), e.g.
 
   python benchmarks/ssl_table.py --config configs/ssl_table.py:scenes=256,optim=adamw
 
@@ -87,6 +88,12 @@ ROWS = {
         "CPS + CutMix (one box), recommended recipe",
         "method=cps_cutmix,recipe=recommended,cutmix_boxes=1",
     ),
+    # The mixed images' term plus plain CPS's on the unmixed (perturbed) ones: CutMix as a second
+    # view of the unlabeled images instead of the only one.
+    "cps_cutmix_recommended_unmixed": (
+        "CPS + CutMix, recommended recipe, with CPS's term on the unmixed images",
+        "method=cps_cutmix,recipe=recommended,unmixed_term=True",
+    ),
     # With image-level labels for every image without pixel labels (README, "A few pixel labels
     # plus many image-level labels"); the rows above see those images as unlabeled.
     "supervised_tags": (
@@ -126,6 +133,7 @@ def get_config(arg: str | None = None):
         "class_mask": False,  # config.pseudo.class_mask
         "labeled_jitter": False,  # config.strong.labeled
         "cutmix_boxes": config.cutmix.num_boxes,
+        "unmixed_term": config.cutmix.unmixed_term,
     }
     args = common.parse_arg(arg, defaults, CONFIG_FILE)
     if args["regime"] == "labels":  # the regime's args, under those given beside it
@@ -173,6 +181,7 @@ def get_config(arg: str | None = None):
     config.pseudo.class_mask = args["class_mask"]
     config.strong.labeled = args["labeled_jitter"]
     config.cutmix.num_boxes = args["cutmix_boxes"]
+    config.cutmix.unmixed_term = args["unmixed_term"]
     return config
 
 

@@ -126,6 +126,10 @@ def test_ssl_table_regime_args_set_scenes_optimizer_domain_and_backbone():
     assert (one_box.method, one_box.cutmix.num_boxes) == ("cps_cutmix", 1)
     with pytest.raises(ValueError, match="cutmix_boxes=two: expected an integer"):
         module.get_config("cutmix_boxes=two")
+    # The unmixed images' term: off (the reference) unless the row asks for it.
+    assert default.cutmix.unmixed_term is False
+    unmixed = module.get_config(module.ROWS["cps_cutmix_recommended_unmixed"][1])
+    assert (unmixed.method, unmixed.cutmix.unmixed_term) == ("cps_cutmix", True)
 
 
 @pytest.mark.parametrize("name", ["paper.py", "voc.py", "cityscapes.py"])

@@ -327,6 +327,52 @@ def test_cps_with_a_strong_view_learns_on_it_from_the_clean_images_targets():
 
 
 @pytest.mark.slow
+def test_cutmix_unmixed_term_is_the_mean_of_the_mixed_and_unmixed_cross_terms():
+    """config.cutmix.unmixed_term: the unlabeled term is the mean of CutMix's (each net on the
+    perturbed mixed images against the other's argmax of its mixed clean logits) and plain CPS's
+    (on the perturbed first batch against the other's argmax on it), computed here by hand."""
+    from cps_jax import augment, cutmix
+    from cps_jax.models.functional import apply_net
+
+    plain_targets = {"balance": "none"}
+    perturbation = {"color_jitter": 0.5, "grayscale_p": 0.5}
+    config = method_config("cps_cutmix", plain_targets, perturbation, cps_on="unlabeled")
+    config.cutmix.unmixed_term = True
+    state, step = build(config)
+    data, rng = masked_batch(0), jax.random.key_data(jax.random.key(5))
+    _, metrics = step(state, data, rng)
+
+    graphdef = net_graphdef(config.model, NUM_CLASSES)
+    key = jax.random.wrap_key_data(rng)
+    n, h, w, _ = data["image_u"].shape
+    masks = cutmix.box_masks(key, n, h, w, config.cutmix)
+    mixed = augment.strong_view(
+        cutmix.mix(data["image_u"], data["image_u1"], masks), jax.random.fold_in(key, 1), config.strong
+    )
+    unmixed = augment.strong_view(data["image_u"], jax.random.fold_in(key, 3), config.strong)
+    assert not np.allclose(unmixed, data["image_u"], atol=1e-3)
+
+    def logits(net, images):  # each batch its own train-mode forward, as the step's
+        return np.asarray(apply_net(graphdef, net["params"], net["batch_stats"], images, train=True)[0])
+
+    nets = ("left", "right")
+    other = {"left": "right", "right": "left"}
+    clean = {k: [logits(state.nets[k], data[x]) for x in ("image_u", "image_u1")] for k in nets}
+    mixed_targets = {k: np.asarray(cutmix.mix(*clean[k], masks)).argmax(-1) for k in nets}
+    mixed_term = sum(
+        _cross_entropy(logits(state.nets[k], mixed), mixed_targets[other[k]]) for k in nets
+    )
+    unmixed_term = sum(
+        _cross_entropy(logits(state.nets[k], unmixed), clean[other[k]][0].argmax(-1)) for k in nets
+    )
+    np.testing.assert_allclose(float(metrics["cps_u"]), (mixed_term + unmixed_term) / 2, rtol=2e-5)
+
+    config.cutmix.unmixed_term = False  # the reference: the mixed images' term alone
+    _, reference = build(config)[1](state, data, rng)
+    np.testing.assert_allclose(float(reference["cps_u"]), mixed_term, rtol=2e-5)
+
+
+@pytest.mark.slow
 def test_labeled_perturbation_changes_only_the_labeled_images():
     """config.strong.labeled: the supervised loss sees the perturbed labeled images."""
     from cps_jax import augment

@@ -52,25 +52,32 @@ def cps_loss(tools, config):
 def cps_cutmix_loss(tools, config):
     """CPS whose unlabeled term is on CutMix-ed images: each net's targets are its predictions on
     the two source batches, mixed with the same boxes; the nets learn on the mixed images (and,
-    with `config.strong`, a colour-perturbed view of them)."""
+    with `config.strong`, a colour-perturbed view of them). With `config.cutmix.unmixed_term`,
+    they also learn the first batch's own targets on its unmixed (perturbed) view, as plain CPS."""
     cross = CrossTerm.from_config(config)
     augment.check(config.strong)
+    unmixed_term = config.cutmix.unmixed_term
     # Pseudo-label passes in BN train mode, as the reference (by default).
     bn_train = config.loss.cutmix_pseudo_bn == "train"
 
     def loss(params, stats, frozen, extra, batch, draws, step):
         u0, u1, masks = batch["image_u"], batch["image_u1"], draws["masks"]
         mixed = augment.strong_view(cutmix.mix(u0, u1, masks), draws["strong"], config.strong)
+        learned = [batch["image_l"], mixed]
+        if unmixed_term:
+            learned.append(augment.strong_view(u0, draws["unmixed"], config.strong))
         # No gradient through the targets.
         sources, source_stats = tools.pair(jax.lax.stop_gradient(params), stats, [u0, u1], train=bn_train)
-        logits, new_stats = tools.pair(
-            params, source_stats if bn_train else stats, [batch["image_l"], mixed], train=True
-        )
+        logits, new_stats = tools.pair(params, source_stats if bn_train else stats, learned, train=True)
         labeled = {net: out[0] for net, out in logits.items()}
         unlabeled = {net: out[1] for net, out in logits.items()}
         tags = (batch.get("classes_u"), batch.get("classes_u1"))
         targets_u = cross.mixed_targets(sources, masks, extra, tags)
         cps_u = cross(unlabeled, targets_u)
+        if unmixed_term:
+            first = {net: out[0] for net, out in sources.items()}
+            targets_0 = cross.targets(first, extra, batch.get("classes_u"))
+            cps_u = (cps_u + cross({net: out[2] for net, out in logits.items()}, targets_0)) / 2
         cps_l = cross(labeled, cross.targets(labeled, extra, batch.get("classes_l")))
         total, metrics = cross.total(labeled, batch, cps_l, cps_u, step)
         predicted = {net: jnp.concatenate(out) for net, out in sources.items()}
@@ -86,9 +93,14 @@ def strong_draws(config, batch, key):
 
 
 def cutmix_draws(config, batch, key):
-    """The step's CutMix boxes (one per unlabeled image pair) and a key for the strong view."""
+    """The step's CutMix boxes (one per unlabeled image pair) and keys for the strong views of the
+    mixed and (with cutmix.unmixed_term) the unmixed images."""
     n, h, w, _ = batch["image_u"].shape
-    return {"masks": cutmix.box_masks(key, n, h, w, config.cutmix), "strong": jax.random.fold_in(key, 1)}
+    return {
+        "masks": cutmix.box_masks(key, n, h, w, config.cutmix),
+        "strong": jax.random.fold_in(key, 1),
+        "unmixed": jax.random.fold_in(key, 3),  # 2: the labeled view (train_step)
+    }
 
 
 PAIR = dict(nets=("left", "right"), trained=("left", "right"), initial_extra=initial_extra)

@@ -244,6 +244,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.cutmix.num_boxes = 3
     config.cutmix.area_range = (0.25, 0.5)
     config.cutmix.random_aspect_ratio = True
+    # Boxes on a grid of this many pixels (1: off, the reference); the net's output stride keeps
+    # every deepest feature cell within one image (cps_jax/cutmix.py).
+    config.cutmix.grid = 1
     # cps_cutmix: the nets also learn the first source batch's targets on its unmixed view (with
     # config.strong, perturbed), as plain CPS; the unlabeled term is then the mean of the mixed
     # and unmixed terms. Off: the reference's mixed images only.

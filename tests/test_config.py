@@ -130,6 +130,8 @@ def test_ssl_table_regime_args_set_scenes_optimizer_domain_and_backbone():
     assert default.cutmix.unmixed_term is False
     unmixed = module.get_config(module.ROWS["cps_cutmix_recommended_unmixed"][1])
     assert (unmixed.method, unmixed.cutmix.unmixed_term) == ("cps_cutmix", True)
+    assert default.cutmix.grid == 1
+    assert module.get_config(module.ROWS["cps_cutmix_recommended_grid"][1]).cutmix.grid == 16
 
 
 @pytest.mark.parametrize("name", ["paper.py", "voc.py", "cityscapes.py"])

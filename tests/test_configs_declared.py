@@ -50,6 +50,7 @@ VARIANTS = {
         "regime=labels,method=cps,recipe=recommended,image_labeled=rest,class_mask=True",
         "regime=labels,method=cps_cutmix,recipe=recommended,cutmix_boxes=1",
         "regime=labels,method=cps_cutmix,recipe=recommended,unmixed_term=True",
+        "regime=labels,method=cps_cutmix,recipe=recommended,cutmix_grid=16",
     ],
     "pct_voc.py": [None, "labeled=92", "labeled=1464", "labeled=92,stage=2,folder=labels"],
     "adapt.py": [

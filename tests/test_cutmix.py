@@ -68,6 +68,26 @@ def test_a_single_box_is_one_filled_rectangle_inside_the_image():
         assert 0.25 * 0.8 <= area <= 0.5 * 1.2
 
 
+def test_grid_boxes_keep_each_grid_cell_within_one_image_and_grid_one_is_the_reference():
+    config = cutmix_config(num_boxes=1)
+    config.grid = 8
+    masks = np.asarray(cutmix.box_masks(jax.random.key(4), 300, 32, 48, config))
+    cells = masks.reshape(300, 4, 8, 6, 8)
+    np.testing.assert_array_equal(cells.min((2, 4)), cells.max((2, 4)))  # no cell holds two images
+    for mask in masks:  # one solid box of whole cells, from 8 px up
+        rows, cols = np.nonzero(mask)
+        assert rows.min() % 8 == 0 and cols.min() % 8 == 0 and (rows.max() + 1) % 8 == 0
+        assert mask.sum() == (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1) >= 64
+    three = cutmix_config()
+    reference = np.asarray(cutmix.box_masks(jax.random.key(5), 50, 24, 40, three))
+    assert (reference.reshape(50, 3, 8, 5, 8).std((2, 4)) > 0).any()  # the reference's boxes cut cells
+    three.grid = 1
+    np.testing.assert_array_equal(cutmix.box_masks(jax.random.key(5), 50, 24, 40, three), reference)
+    three.grid = 16
+    with pytest.raises(ValueError, match="config.cutmix.grid must be a positive divisor .* got 16 for 24x40"):
+        cutmix.box_masks(jax.random.key(5), 50, 24, 40, three)
+
+
 @pytest.mark.slow
 def test_mean_mixed_proportion_matches_the_analytic_expectation_of_three_xored_boxes():
     height, width = 32, 48

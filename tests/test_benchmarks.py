@@ -219,6 +219,35 @@ def test_class_presence_counts_images_per_class_by_hand(tmp_path):
 
 
 @pytest.mark.slow
+def test_cutmix_edges_counts_the_cells_a_box_edge_cuts_cell_by_cell():
+    """benchmarks/cutmix_edges.py: each share of cut cells equals a cell-by-cell count over the
+    same masks; boxes on the grid of the stride cut none."""
+    import jax
+    import ml_collections
+
+    from cps_jax import cutmix
+
+    stdout = run_script(
+        "benchmarks/cutmix_edges.py", "--sizes", "32", "--strides", "8", "--boxes", "3",
+        "--grids", "1,8", "--samples", "40",
+    )
+    lines = [line for line in stdout.splitlines() if line.startswith("| 32x32")]
+    cells = {line.split("|")[3].strip(): line.split("|")[5].strip() for line in lines}
+    config = ml_collections.ConfigDict(
+        dict(num_boxes=3, area_range=(0.25, 0.5), random_aspect_ratio=True, grid=1)
+    )
+    masks = np.asarray(cutmix.box_masks(jax.random.key(0), 40, 32, 32, config))
+    cut = sum(
+        len(np.unique(mask[r : r + 8, c : c + 8])) > 1
+        for mask in masks
+        for r in range(0, 32, 8)
+        for c in range(0, 32, 8)
+    )
+    assert cut > 0
+    assert cells == {"1": f"{100 * cut / (40 * 16):.1f} %", "8": "0.0 %"}
+
+
+@pytest.mark.slow
 def test_adapt_table_reports_finished_cells_without_training(tmp_path):
     """--report_only reads the committed cell summaries: mean ± half the spread over the seeds,
     each seed's mIoU, per-class means, and each self-training round's pseudo-label figures."""

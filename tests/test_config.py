@@ -132,6 +132,10 @@ def test_ssl_table_regime_args_set_scenes_optimizer_domain_and_backbone():
     assert (unmixed.method, unmixed.cutmix.unmixed_term) == ("cps_cutmix", True)
     assert default.cutmix.grid == 1
     assert module.get_config(module.ROWS["cps_cutmix_recommended_grid"][1]).cutmix.grid == 16
+    # λ: the method's unless cps_weight says otherwise.
+    assert default.loss.cps_weight == 1.5
+    assert module.get_config("method=cps_cutmix").loss.cps_weight == 1.0
+    assert module.get_config("method=cps_cutmix,cps_weight=1.5").loss.cps_weight == 1.5
 
 
 @pytest.mark.parametrize("name", ["paper.py", "voc.py", "cityscapes.py"])

@@ -51,6 +51,7 @@ VARIANTS = {
         "regime=labels,method=cps_cutmix,recipe=recommended,cutmix_boxes=1",
         "regime=labels,method=cps_cutmix,recipe=recommended,unmixed_term=True",
         "regime=labels,method=cps_cutmix,recipe=recommended,cutmix_grid=16",
+        "regime=labels,method=cps_cutmix,recipe=recommended,unmixed_term=True,cps_weight=1.5",
     ],
     "pct_voc.py": [None, "labeled=92", "labeled=1464", "labeled=92,stage=2,folder=labels"],
     "adapt.py": [

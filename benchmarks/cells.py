@@ -56,12 +56,23 @@ def run_cell(config, workdir: str, data, results_path: str = "", reuse_path: str
     summary = finished_cell(config, workdir, results_path, reuse_path)
     if summary is not None:
         return summary
+    # The time of earlier, stopped attempts counts too: a resumed cell's "seconds" is its whole
+    # training time, not that of its last attempt.
+    spent_path = os.path.join(workdir, "cell_seconds.json")
+    spent = 0.0
+    if os.path.exists(spent_path):
+        with open(spent_path) as f:
+            spent = json.load(f)["seconds"]
     start = time.perf_counter()
-    trainer = Trainer(config, workdir, data=data)
-    results = trainer.train()
+    try:
+        trainer = Trainer(config, workdir, data=data)
+        results = trainer.train()
+    finally:
+        os.makedirs(workdir, exist_ok=True)
+        _write_json(spent_path, {"seconds": spent + time.perf_counter() - start})
     summary = {
         "steps": config.total_steps,
-        "seconds": time.perf_counter() - start,
+        "seconds": spent + time.perf_counter() - start,
         "commit": source_commit(),
         **{f"miou_{net}": r["miou"] for net, r in results.items()},
         "pixel_accuracy_left": results["left"]["pixel_accuracy"],

@@ -131,6 +131,42 @@ def test_profile_step_benchmark_sums_the_traced_ops_by_category():
     assert "busy time per step" in stdout and "wall step time" in stdout
 
 
+def test_a_resumed_cell_counts_the_time_of_its_stopped_attempts(tmp_path, monkeypatch):
+    """benchmarks/cells.run_cell: a cell stopped once and resumed reports the time of both
+    attempts (a stand-in Trainer that sleeps, then stops or finishes)."""
+    import time
+    import types
+
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
+    import cells
+
+    attempts = []
+
+    class Trainer:
+        def __init__(self, config, workdir, data=None):
+            self.pseudo_summary = None
+
+        def train(self):
+            attempts.append(time.perf_counter())
+            time.sleep(0.3)
+            if len(attempts) == 1:
+                raise KeyboardInterrupt  # stopped, as by a signal
+            return {n: {"miou": 0.5, "pixel_accuracy": 0.9, "iou": [0.5]} for n in ("left", "right")}
+
+    monkeypatch.setattr(cells, "Trainer", Trainer)
+    monkeypatch.setattr(cells, "source_commit", lambda: "abc")
+    config = types.SimpleNamespace(total_steps=2)
+    data = types.SimpleNamespace(class_names=["a"])
+    workdir = str(tmp_path / "cell")
+    with pytest.raises(KeyboardInterrupt):
+        cells.run_cell(config, workdir, data)
+    first = json.loads((tmp_path / "cell" / "cell_seconds.json").read_text())["seconds"]
+    assert 0.3 <= first < 5
+    summary = cells.run_cell(config, workdir, data, str(tmp_path / "results" / "cell.json"))
+    assert len(attempts) == 2 and summary["seconds"] >= first + 0.3
+    assert summary == json.loads((tmp_path / "results" / "cell.json").read_text())
+
+
 @pytest.mark.slow
 def test_ssl_table_trains_every_cell_once_and_resumes(tmp_path):
     out = tmp_path / "table"

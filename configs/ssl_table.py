@@ -102,6 +102,11 @@ ROWS = {
         "CPS + CutMix (boxes on the 16-px feature grid), recommended recipe",
         "method=cps_cutmix,recipe=recommended,cutmix_grid=16",
     ),
+    # Plain CPS's λ (1.5) instead of the reference's 1.0 for CutMix.
+    "cps_cutmix_recommended_weight_1.5": (
+        "CPS + CutMix, recommended recipe, λ 1.5",
+        "method=cps_cutmix,recipe=recommended,cps_weight=1.5",
+    ),
     # Both changes that moved CPS + CutMix up on their own: the unmixed images' term, and plain
     # CPS's λ 1.5 instead of the reference's 1.0 for CutMix.
     "cps_cutmix_recommended_unmixed_weight_1.5": (

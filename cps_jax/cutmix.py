@@ -54,7 +54,7 @@ def box_mask(
 
 def box_masks(rng: jax.Array, batch: int, height: int, width: int, cutmix_config) -> jax.Array:
     """[N, H, W] masks, one independent draw per sample, parameters from `config.cutmix`."""
-    grid = cutmix_config.get("grid", 1)
+    grid = cutmix_config.grid
     if grid < 1 or height % grid or width % grid:
         raise ValueError(
             f"config.cutmix.grid must be a positive divisor of the crop's sides, got {grid} "

@@ -49,9 +49,6 @@ VARIANTS = {
         "regime=labels,method=pct,image_labeled=rest",
         "regime=labels,method=cps,recipe=recommended,image_labeled=rest,class_mask=True",
         "regime=labels,method=cps_cutmix,recipe=recommended,cutmix_boxes=1",
-        "regime=labels,method=cps_cutmix,recipe=recommended,unmixed_term=True",
-        "regime=labels,method=cps_cutmix,recipe=recommended,cutmix_grid=16",
-        "regime=labels,method=cps_cutmix,recipe=recommended,unmixed_term=True,cps_weight=1.5",
     ],
     "pct_voc.py": [None, "labeled=92", "labeled=1464", "labeled=92,stage=2,folder=labels"],
     "adapt.py": [
@@ -66,6 +63,11 @@ VARIANTS = {
     "cyclegan.py": [None, "runlocal", "target=weather,steps=100", "width=24,blocks=6,disc_width=32"],
     "synthia_to_cityscapes.py": [None, "method=advent"],
 }
+# And every row of the semi-supervised table, in the regime it runs in.
+VARIANTS["ssl_table.py"] += [
+    f"regime=labels,{args}"
+    for _, args in config_files.load(os.path.join(CONFIGS, "ssl_table.py")).ROWS.values()
+]
 CASES = [(name, arg) for name, args in VARIANTS.items() for arg in args]
 
 

@@ -14,6 +14,7 @@ from configs import demo
 def cutmix_config(num_boxes=3):
     config = ml_collections.ConfigDict()
     config.num_boxes, config.area_range, config.random_aspect_ratio = num_boxes, (0.25, 0.5), True
+    config.grid = 1
     return config
 
 

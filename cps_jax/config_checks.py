@@ -79,10 +79,10 @@ def check_config(config) -> None:
     _one_of(config, "data.name", datasets.NAMES)
     _positive_numbers(config, "data.scales")
     _positive_numbers(config, "data.crop_size", length=2)
-    grid = config.cutmix.grid
+    _positive_int(config, "cutmix.grid")
     crop = tuple(config.data.crop_size)
-    if not (isinstance(grid, int) and grid >= 1 and all(side % grid == 0 for side in crop)):
-        raise _fail("cutmix.grid", f"a positive integer that divides the crop size {crop}", grid)
+    if any(side % config.cutmix.grid for side in crop):
+        raise _fail("cutmix.grid", f"a divisor of the crop size {crop}", config.cutmix.grid)
     if not config.data.labeled_list:
         try:
             partitions.parse_fraction(config.data.labeled_fraction)

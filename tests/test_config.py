@@ -305,8 +305,9 @@ def test_library_info_logs_only_with_verbosity(verbosity, info_shown):
         ("data.name", "imagenet", "config.data.name: expected one of 'synthetic_streets'"),
         ("optim.lr", -0.1, "config.optim.lr: expected a positive number, got -0.1"),
         ("max_loss", -1.0, "config.max_loss: expected 0 (1e6 x the first loss) or a positive"),
-        ("cutmix.grid", 0, "config.cutmix.grid: expected a positive integer that divides the crop"),
-        ("cutmix.grid", 7, "config.cutmix.grid: expected a positive integer that divides the crop"),
+        ("cutmix.grid", 0, "config.cutmix.grid: expected a positive integer, got 0"),
+        ("cutmix.grid", True, "config.cutmix.grid: expected a positive integer, got True"),
+        ("cutmix.grid", 7, "config.cutmix.grid: expected a divisor of the crop size"),
     ],
 )
 def test_a_wrong_value_is_one_line_naming_the_field_before_any_work(field, value, expected):
